@@ -1,0 +1,363 @@
+"""HRNet for pose estimation, module for module the official ``lib/models/pose_hrnet.py``.
+
+Module names, parameter and buffer names, shapes, dtypes and semantics are those of the official
+code, so an official checkpoint loads with ``strict=True`` and gives the same heatmaps. The one
+structural difference is invisible to the state_dict: each ``HighResolutionModule.fuse_layers`` is an
+:class:`ExchangeUnit`, a ``ModuleList`` subclass holding exactly the official fuse layers, that also
+owns the multi-scale fusion forward; that is the seam where the fused kernels plug in.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..config import ConfigError, ConfigLike, resolve_config
+
+BN_MOMENTUM = 0.1
+
+__all__ = ["BasicBlock", "Bottleneck", "ExchangeUnit", "HighResolutionModule", "PoseHighResolutionNet", "pose_hrnet"]
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv + BN with an identity (or projected) shortcut; ``expansion = 1``."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + residual)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 conv + BN with a shortcut; ``expansion = 4``."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion, momentum=BN_MOMENTUM)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + residual)
+
+
+BLOCKS = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck}
+
+
+class ExchangeUnit(nn.ModuleList):
+    """The multi-scale fusion of one ``HighResolutionModule`` (the official ``fuse_layers``).
+
+    ``self[i][j]`` is the official fuse layer from input branch ``j`` to output branch ``i``:
+    ``None`` for ``j == i``; ``Sequential(conv1x1, BN, Upsample(2^(j-i)))`` for ``j > i``;
+    ``Sequential`` of ``i - j`` strided 3x3 conv + BN steps (ReLU between steps, not after the last)
+    for ``j < i``. Being a ``ModuleList`` of those, its state_dict keys are the official ones.
+
+    ``forward(xs)`` takes the branch tensors ``xs[j]`` of shape (N, C_j, H/2^j, W/2^j) and returns, for
+    each output branch ``i``, ``ReLU(x_i + sum_{j<i} down_ij(x_j) + sum_{j>i} up(BN(conv1x1(x_j))))``.
+    """
+
+    def __init__(self, layers: Sequence[nn.ModuleList], num_inputs: int):
+        super().__init__(layers)
+        self.num_inputs = num_inputs
+        self.fused = False
+        self.backend = "torch"
+
+    def configure(self, fused: bool = True, backend: str = "auto") -> "ExchangeUnit":
+        """Choose the fused kernels (``fused=True``, ``backend`` as in :func:`hrnet_fast.ops.fused_exchange`)
+        or the plain reference path (``fused=False`` or ``backend="torch"``)."""
+        self.fused = bool(fused) and backend != "torch"
+        self.backend = backend
+        return self
+
+    def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:  # type: ignore[override]
+        return self.reference_forward(xs)
+
+    def reference_forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
+        """The official computation, op for op (summation order included)."""
+        out = []
+        for i in range(len(self)):
+            row = self[i]
+            y = xs[0] if i == 0 else row[0](xs[0])
+            for j in range(1, self.num_inputs):
+                y = y + (xs[j] if i == j else row[j](xs[j]))
+            out.append(torch.relu(y))
+        return out
+
+
+class HighResolutionModule(nn.Module):
+    """Parallel branches of residual blocks followed by the exchange unit (official names)."""
+
+    def __init__(
+        self,
+        num_branches: int,
+        blocks: type,
+        num_blocks: Sequence[int],
+        num_inchannels: List[int],
+        num_channels: Sequence[int],
+        fuse_method: str,
+        multi_scale_output: bool = True,
+    ):
+        super().__init__()
+        self._check_branches(num_branches, num_blocks, num_inchannels, num_channels)
+        self.num_inchannels = list(num_inchannels)
+        self.fuse_method = fuse_method
+        self.num_branches = num_branches
+        self.multi_scale_output = multi_scale_output
+        self.branches = self._make_branches(num_branches, blocks, num_blocks, num_channels)
+        self.fuse_layers = self._make_fuse_layers()
+        self.relu = nn.ReLU(True)
+
+    @staticmethod
+    def _check_branches(num_branches, num_blocks, num_inchannels, num_channels) -> None:
+        for name, value in (("NUM_BLOCKS", num_blocks), ("NUM_CHANNELS", num_channels), ("NUM_INCHANNELS", num_inchannels)):
+            if num_branches != len(value):
+                raise ConfigError(f"NUM_BRANCHES({num_branches}) <> {name}({len(value)})")
+
+    def _make_one_branch(self, branch_index: int, block: type, num_blocks, num_channels, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        planes = num_channels[branch_index]
+        if stride != 1 or self.num_inchannels[branch_index] != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.num_inchannels[branch_index], planes * block.expansion, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion, momentum=BN_MOMENTUM),
+            )
+        layers = [block(self.num_inchannels[branch_index], planes, stride, downsample)]
+        self.num_inchannels[branch_index] = planes * block.expansion
+        for _ in range(1, num_blocks[branch_index]):
+            layers.append(block(self.num_inchannels[branch_index], planes))
+        return nn.Sequential(*layers)
+
+    def _make_branches(self, num_branches, block, num_blocks, num_channels) -> nn.ModuleList:
+        return nn.ModuleList([self._make_one_branch(i, block, num_blocks, num_channels) for i in range(num_branches)])
+
+    def _make_fuse_layers(self) -> Optional[ExchangeUnit]:
+        if self.num_branches == 1:
+            return None
+        n = self.num_branches
+        inch = self.num_inchannels
+        rows = []
+        for i in range(n if self.multi_scale_output else 1):
+            row: List[Optional[nn.Module]] = []
+            for j in range(n):
+                if j > i:
+                    row.append(
+                        nn.Sequential(
+                            nn.Conv2d(inch[j], inch[i], 1, 1, 0, bias=False),
+                            nn.BatchNorm2d(inch[i]),
+                            nn.Upsample(scale_factor=2 ** (j - i), mode="nearest"),
+                        )
+                    )
+                elif j == i:
+                    row.append(None)
+                else:
+                    steps = []
+                    for k in range(i - j):
+                        if k == i - j - 1:
+                            steps.append(nn.Sequential(nn.Conv2d(inch[j], inch[i], 3, 2, 1, bias=False), nn.BatchNorm2d(inch[i])))
+                        else:
+                            steps.append(
+                                nn.Sequential(nn.Conv2d(inch[j], inch[j], 3, 2, 1, bias=False), nn.BatchNorm2d(inch[j]), nn.ReLU(True))
+                            )
+                    row.append(nn.Sequential(*steps))
+            rows.append(nn.ModuleList(row))
+        return ExchangeUnit(rows, n)
+
+    def get_num_inchannels(self) -> List[int]:
+        return self.num_inchannels
+
+    def forward(self, x: List[torch.Tensor]) -> List[torch.Tensor]:
+        if self.num_branches == 1:
+            return [self.branches[0](x[0])]
+        xs = [self.branches[i](x[i]) for i in range(self.num_branches)]
+        return self.fuse_layers(xs)
+
+
+class PoseHighResolutionNet(nn.Module):
+    """The HRNet pose network. Input (N, 3, H, W) with H, W divisible by 32; output heatmaps
+    (N, NUM_JOINTS, H/4, W/4), same dtype and device as the input."""
+
+    # Set by hrnet_fast.optimize(): inputs are cast / converted to what the weights are.
+    input_dtype: Optional[torch.dtype] = None
+    input_channels_last: bool = False
+
+    def __init__(self, cfg: Dict[str, Any]):
+        super().__init__()
+        self.cfg = cfg
+        extra = cfg["EXTRA"]
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64, momentum=BN_MOMENTUM)
+        self.conv2 = nn.Conv2d(64, 64, kernel_size=3, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(64, momentum=BN_MOMENTUM)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(Bottleneck, 64, 4)
+
+        self.stage2_cfg = extra["STAGE2"]
+        num_channels = self._stage_channels(self.stage2_cfg)
+        self.transition1 = self._make_transition_layer([256], num_channels)
+        self.stage2, pre_stage_channels = self._make_stage(self.stage2_cfg, num_channels)
+
+        self.stage3_cfg = extra["STAGE3"]
+        num_channels = self._stage_channels(self.stage3_cfg)
+        self.transition2 = self._make_transition_layer(pre_stage_channels, num_channels)
+        self.stage3, pre_stage_channels = self._make_stage(self.stage3_cfg, num_channels)
+
+        self.stage4_cfg = extra["STAGE4"]
+        num_channels = self._stage_channels(self.stage4_cfg)
+        self.transition3 = self._make_transition_layer(pre_stage_channels, num_channels)
+        self.stage4, pre_stage_channels = self._make_stage(self.stage4_cfg, num_channels, multi_scale_output=False)
+
+        k = extra["FINAL_CONV_KERNEL"]
+        self.final_layer = nn.Conv2d(pre_stage_channels[0], cfg["NUM_JOINTS"], kernel_size=k, stride=1, padding=1 if k == 3 else 0)
+        self.pretrained_layers = extra.get("PRETRAINED_LAYERS", ["*"])
+
+    @staticmethod
+    def _stage_channels(stage_cfg) -> List[int]:
+        block = BLOCKS[stage_cfg["BLOCK"]]
+        return [c * block.expansion for c in stage_cfg["NUM_CHANNELS"]]
+
+    def _make_transition_layer(self, num_channels_pre_layer: List[int], num_channels_cur_layer: List[int]) -> nn.ModuleList:
+        num_branches_cur = len(num_channels_cur_layer)
+        num_branches_pre = len(num_channels_pre_layer)
+        layers: List[Optional[nn.Module]] = []
+        for i in range(num_branches_cur):
+            if i < num_branches_pre:
+                if num_channels_cur_layer[i] != num_channels_pre_layer[i]:
+                    layers.append(
+                        nn.Sequential(
+                            nn.Conv2d(num_channels_pre_layer[i], num_channels_cur_layer[i], 3, 1, 1, bias=False),
+                            nn.BatchNorm2d(num_channels_cur_layer[i]),
+                            nn.ReLU(inplace=True),
+                        )
+                    )
+                else:
+                    layers.append(None)
+            else:
+                steps = []
+                for j in range(i + 1 - num_branches_pre):
+                    inchannels = num_channels_pre_layer[-1]
+                    outchannels = num_channels_cur_layer[i] if j == i - num_branches_pre else inchannels
+                    steps.append(
+                        nn.Sequential(nn.Conv2d(inchannels, outchannels, 3, 2, 1, bias=False), nn.BatchNorm2d(outchannels), nn.ReLU(inplace=True))
+                    )
+                layers.append(nn.Sequential(*steps))
+        return nn.ModuleList(layers)
+
+    def _make_layer(self, block: type, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion, momentum=BN_MOMENTUM),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        for _ in range(1, blocks):
+            layers.append(block(self.inplanes, planes))
+        return nn.Sequential(*layers)
+
+    def _make_stage(self, layer_config, num_inchannels: List[int], multi_scale_output: bool = True):
+        num_modules = layer_config["NUM_MODULES"]
+        modules = []
+        for i in range(num_modules):
+            # only the last module of the last stage drops the multi-scale outputs
+            reset_multi_scale_output = multi_scale_output or i != num_modules - 1
+            modules.append(
+                HighResolutionModule(
+                    layer_config["NUM_BRANCHES"],
+                    BLOCKS[layer_config["BLOCK"]],
+                    layer_config["NUM_BLOCKS"],
+                    num_inchannels,
+                    layer_config["NUM_CHANNELS"],
+                    layer_config["FUSE_METHOD"],
+                    reset_multi_scale_output,
+                )
+            )
+            num_inchannels = modules[-1].get_num_inchannels()
+        return nn.Sequential(*modules), num_inchannels
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error for an input the network cannot take."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor of shape (N, 3, H, W), got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"input must have shape (N, 3, H, W) (rank 4), got rank {x.dim()} with shape {tuple(x.shape)}")
+        if x.shape[1] != 3:
+            raise ValueError(f"input must have 3 channels (RGB) in dim 1, got shape {tuple(x.shape)}")
+        h, w = int(x.shape[2]), int(x.shape[3])
+        if h % 32 or w % 32 or h == 0 or w == 0:
+            def near(v: int) -> str:
+                lo, hi = (v // 32) * 32, (v // 32 + 1) * 32
+                return f"{lo} or {hi}" if lo > 0 and lo != v else str(hi if v % 32 else v)
+
+            raise ValueError(
+                f"input height and width must be positive multiples of 32 (the network halves them 5 times), "
+                f"got {h}x{w}; sizes that work near it: height {near(h)}, width {near(w)}"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            self.check_input(x)
+        if self.input_dtype is not None and x.dtype != self.input_dtype:
+            x = x.to(self.input_dtype)
+        if self.input_channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        x = self.layer1(x)
+
+        x_list = [t(x) if t is not None else x for t in self.transition1]
+        y_list = self.stage2(x_list)
+        # The official code feeds y_list[-1] to every non-None transition (also i < previous branches).
+        x_list = [t(y_list[-1]) if t is not None else y_list[i] for i, t in enumerate(self.transition2)]
+        y_list = self.stage3(x_list)
+        x_list = [t(y_list[-1]) if t is not None else y_list[i] for i, t in enumerate(self.transition3)]
+        y_list = self.stage4(x_list)
+        return self.final_layer(y_list[0])
+
+    def exchange_units(self) -> List[ExchangeUnit]:
+        """Every exchange unit, in forward order."""
+        return [m for m in self.modules() if isinstance(m, ExchangeUnit)]
+
+
+def pose_hrnet(config: ConfigLike = "w32_256x192") -> PoseHighResolutionNet:
+    """Build the HRNet pose network.
+
+    ``config``: a known name (``w32_256x192``, ``w32_384x288``, ``w48_256x192``, ``w48_384x288``,
+    ``w32_256x256_mpii``, ``w48_256x256_mpii``), the path of an official experiment YAML file, or its
+    contents as a dict (the whole file or its MODEL section). Weights are PyTorch's default init; load
+    a checkpoint with :func:`hrnet_fast.load_checkpoint`.
+    """
+    return PoseHighResolutionNet(resolve_config(config))

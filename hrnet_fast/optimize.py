@@ -1,0 +1,97 @@
+"""Inference preparation: BatchNorm folding, channels_last, half precision."""
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+__all__ = ["fold_conv_bn", "fold_batchnorm", "optimize"]
+
+
+@torch.no_grad()
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A new conv equal to ``bn(conv(x))`` in eval mode (running statistics), with a bias.
+
+    The fold is computed in float64 so the folded fp32 weights match the unfolded graph to rounding.
+    """
+    w = conv.weight.detach().double()
+    inv_std = torch.rsqrt(bn.running_var.detach().double() + bn.eps)
+    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(inv_std)
+    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(inv_std)
+    scale = gamma * inv_std
+    b0 = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(scale)
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
+    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    fused.weight.copy_((w * scale.reshape(-1, 1, 1, 1)).to(conv.weight.dtype))
+    fused.bias.copy_(((b0 - bn.running_mean.detach().double()) * scale + beta).to(conv.weight.dtype))
+    return fused
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold, in place, every BatchNorm2d that directly follows a Conv2d among a module's children.
+
+    In HRNet every BN follows its conv in registration order (stem ``conv1, bn1, conv2, bn2``, blocks,
+    transitions, fuse layers), which is also forward order. The BN becomes ``nn.Identity``. Returns the
+    number of folds. The model must be in eval mode (batch statistics cannot be folded).
+    """
+    if model.training:
+        raise RuntimeError("fold_batchnorm: call model.eval() first; BatchNorm in training mode cannot be folded")
+    count = 0
+    for parent in list(model.modules()):
+        names = [n for n, m in parent.named_children() if m is not None]
+        for a, b in zip(names, names[1:]):
+            conv, bn = parent._modules[a], parent._modules[b]
+            if (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(bn, nn.BatchNorm2d)
+                and bn.track_running_stats
+                and conv.out_channels == bn.num_features
+            ):
+                parent._modules[a] = fold_conv_bn(conv, bn)
+                parent._modules[b] = nn.Identity()
+                count += 1
+    return count
+
+
+def optimize(
+    model: nn.Module,
+    dtype: Optional[torch.dtype] = None,
+    channels_last: Optional[bool] = None,
+    fused: bool = True,
+    backend: str = "auto",
+) -> nn.Module:
+    """A new eval-mode copy of ``model`` prepared for inference; the caller's model is untouched.
+
+    - Every BatchNorm is folded into the convolution before it (stem, blocks, transitions, fuse layers).
+    - ``channels_last`` (default: True) converts weights to channels_last; inputs are converted in forward.
+    - ``dtype`` (default: the model's) casts weights, e.g. ``torch.float16`` / ``torch.bfloat16`` on a GPU;
+      inputs are cast to it in forward, and the heatmaps come out in that dtype.
+    - ``fused`` and ``backend`` choose how the exchange units run (see :class:`ExchangeUnit`).
+    """
+    from .models.pose_hrnet import ExchangeUnit, PoseHighResolutionNet
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"optimize: model must be an nn.Module, got {type(model).__name__}")
+    if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        raise ValueError(f"optimize: dtype must be torch.float32, float16, bfloat16 or float64, got {dtype}")
+    out = copy.deepcopy(model).eval()
+    fold_batchnorm(out)
+    if dtype is not None:
+        out = out.to(dtype)
+    if channels_last is None:
+        channels_last = True
+    if channels_last:
+        out = out.to(memory_format=torch.channels_last)
+    if isinstance(out, PoseHighResolutionNet):
+        out.input_dtype = dtype
+        out.input_channels_last = bool(channels_last)
+    for unit in out.modules():
+        if isinstance(unit, ExchangeUnit):
+            unit.configure(fused=fused, backend=backend)
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out
