@@ -11,7 +11,7 @@ The Triton kernels live in ``kernels/`` and are installed as ``hrnet_fast.kernel
 import glob
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -68,7 +68,7 @@ setup(
     name="hrnet_fast",
     version="0.1.0",
     description="A drop-in, faster HRNet for human pose estimation: fused exchange units and heatmap decoding kernels",
-    packages=["hrnet_fast", "hrnet_fast.ops", "hrnet_fast.models", "hrnet_fast.kernels"],
+    packages=find_packages(include=["hrnet_fast", "hrnet_fast.*"]) + ["hrnet_fast.kernels"],
     package_dir={"hrnet_fast.kernels": "kernels"},
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "pyyaml"],
