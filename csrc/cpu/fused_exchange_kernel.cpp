@@ -1,0 +1,186 @@
+// CPU kernels of the fused exchange unit.
+//
+// Work is split with at::parallel_for over rows (NCHW: one (n, c, y) image row; NHWC: one (n, y) row of
+// pixels), so each thread streams contiguous memory and the inner loops run over contiguous x (NCHW) or
+// c (NHWC) and vectorise. The nearest upsampling is never materialised: each low-resolution value is
+// added to the s outputs of its row segment (NCHW) or a whole channel vector is added per pixel (NHWC).
+#include "cpu/fused_exchange_kernel.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+namespace hrnet_fast {
+namespace cpu {
+
+namespace {
+
+// Aim for chunks of ~32k elements per task so the threads' scheduling cost stays small.
+int64_t grain_for(int64_t elems_per_item) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, elems_per_item)); }
+
+// ReLU that keeps NaN (as torch.relu does): NaN < 0 is false.
+template <typename T>
+inline T relu_keep_nan(T v) {
+  return v < T(0) ? T(0) : v;
+}
+
+template <typename T>
+void forward_nchw(const T* base, T* out, const std::vector<const T*>& z, const std::vector<int64_t>& ls, int64_t N,
+                  int64_t C, int64_t H, int64_t W, bool relu) {
+  at::parallel_for(0, N * C * H, grain_for(W), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t plane = r / H, y = r - plane * H;
+      const T* b = base + r * W;
+      T* o = out + r * W;
+      for (int64_t x = 0; x < W; ++x) o[x] = b[x];
+      for (size_t j = 0; j < z.size(); ++j) {
+        const int64_t l = ls[j], s = int64_t{1} << l, hj = H >> l, wj = W >> l;
+        const T* zr = z[j] + (plane * hj + (y >> l)) * wj;
+        if (s == 2) {  // the most common scale: keep it a straight-line pair
+          for (int64_t xb = 0; xb < wj; ++xb) {
+            const T v = zr[xb];
+            o[2 * xb] += v;
+            o[2 * xb + 1] += v;
+          }
+        } else {
+          for (int64_t xb = 0; xb < wj; ++xb) {
+            const T v = zr[xb];
+            T* oo = o + xb * s;
+            for (int64_t k = 0; k < s; ++k) oo[k] += v;
+          }
+        }
+      }
+      if (relu) {
+        for (int64_t x = 0; x < W; ++x) o[x] = relu_keep_nan(o[x]);
+      }
+    }
+  });
+}
+
+template <typename T>
+void forward_nhwc(const T* base, T* out, const std::vector<const T*>& z, const std::vector<int64_t>& ls, int64_t N,
+                  int64_t C, int64_t H, int64_t W, bool relu) {
+  at::parallel_for(0, N * H, grain_for(W * C), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / H, y = r - n * H;
+      for (int64_t x = 0; x < W; ++x) {
+        const int64_t off = (r * W + x) * C;
+        const T* b = base + off;
+        T* o = out + off;
+        for (int64_t c = 0; c < C; ++c) o[c] = b[c];
+        for (size_t j = 0; j < z.size(); ++j) {
+          const int64_t l = ls[j], hj = H >> l, wj = W >> l;
+          const T* zp = z[j] + ((n * hj + (y >> l)) * wj + (x >> l)) * C;
+          for (int64_t c = 0; c < C; ++c) o[c] += zp[c];
+        }
+        if (relu) {
+          for (int64_t c = 0; c < C; ++c) o[c] = relu_keep_nan(o[c]);
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void backward_nchw(const T* grad, const T* out, T* gb, const std::vector<T*>& pooled, const std::vector<int64_t>& ls,
+                   int64_t N, int64_t C, int64_t H, int64_t W, bool relu) {
+  // One task per (n, c) plane: each pooled plane then has a single writer.
+  at::parallel_for(0, N * C, grain_for(H * W), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      for (size_t j = 0; j < pooled.size(); ++j) {
+        const int64_t hw = (H >> ls[j]) * (W >> ls[j]);
+        std::fill(pooled[j] + p * hw, pooled[j] + (p + 1) * hw, T(0));
+      }
+      for (int64_t y = 0; y < H; ++y) {
+        const int64_t off = (p * H + y) * W;
+        const T* g = grad + off;
+        T* d = gb + off;
+        if (relu) {
+          const T* o = out + off;
+          for (int64_t x = 0; x < W; ++x) d[x] = o[x] > T(0) ? g[x] : T(0);
+        } else {
+          for (int64_t x = 0; x < W; ++x) d[x] = g[x];
+        }
+        for (size_t j = 0; j < pooled.size(); ++j) {
+          const int64_t l = ls[j], s = int64_t{1} << l, hj = H >> l, wj = W >> l;
+          T* pr = pooled[j] + (p * hj + (y >> l)) * wj;
+          for (int64_t xb = 0; xb < wj; ++xb) {
+            T acc = T(0);
+            for (int64_t k = 0; k < s; ++k) acc += d[xb * s + k];
+            pr[xb] += acc;
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void backward_nhwc(const T* grad, const T* out, T* gb, const std::vector<T*>& pooled, const std::vector<int64_t>& ls,
+                   int64_t N, int64_t C, int64_t H, int64_t W, bool relu) {
+  // One task per band of 2^lmax image rows: every low-resolution row of every pooled[j] lies in exactly
+  // one band, so each pooled row has a single writer.
+  int64_t lmax = 0;
+  for (int64_t l : ls) lmax = std::max(lmax, l);
+  const int64_t band = int64_t{1} << lmax, bands = H >> lmax;
+  at::parallel_for(0, N * bands, grain_for(band * W * C), [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / bands, y0 = (t - n * bands) * band;
+      for (size_t j = 0; j < pooled.size(); ++j) {
+        const int64_t l = ls[j], hj = H >> l, wj = W >> l;
+        T* first = pooled[j] + ((n * hj + (y0 >> l)) * wj) * C;
+        std::fill(first, first + (band >> l) * wj * C, T(0));
+      }
+      for (int64_t y = y0; y < y0 + band; ++y) {
+        for (int64_t x = 0; x < W; ++x) {
+          const int64_t off = (((n * H) + y) * W + x) * C;
+          const T* g = grad + off;
+          T* d = gb + off;
+          if (relu) {
+            const T* o = out + off;
+            for (int64_t c = 0; c < C; ++c) d[c] = o[c] > T(0) ? g[c] : T(0);
+          } else {
+            for (int64_t c = 0; c < C; ++c) d[c] = g[c];
+          }
+          for (size_t j = 0; j < pooled.size(); ++j) {
+            const int64_t l = ls[j], hj = H >> l, wj = W >> l;
+            T* pp = pooled[j] + ((n * hj + (y >> l)) * wj + (x >> l)) * C;
+            for (int64_t c = 0; c < C; ++c) pp[c] += d[c];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void exchange_forward(const at::Tensor& base, const std::vector<at::Tensor>& z, const std::vector<int64_t>& log2s,
+                      bool relu, bool channels_last, at::Tensor& out) {
+  const int64_t N = base.size(0), C = base.size(1), H = base.size(2), W = base.size(3);
+  AT_DISPATCH_FLOATING_TYPES(base.scalar_type(), "fused_exchange_cpu", [&] {
+    std::vector<const scalar_t*> zp;
+    for (const at::Tensor& t : z) zp.push_back(t.const_data_ptr<scalar_t>());
+    if (channels_last) {
+      forward_nhwc<scalar_t>(base.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), zp, log2s, N, C, H, W, relu);
+    } else {
+      forward_nchw<scalar_t>(base.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), zp, log2s, N, C, H, W, relu);
+    }
+  });
+}
+
+void exchange_backward(const at::Tensor& grad, const at::Tensor& out, const std::vector<int64_t>& log2s, bool relu,
+                       bool channels_last, at::Tensor& grad_base, std::vector<at::Tensor>& pooled) {
+  const int64_t N = out.size(0), C = out.size(1), H = out.size(2), W = out.size(3);
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "fused_exchange_backward_cpu", [&] {
+    std::vector<scalar_t*> pp;
+    for (at::Tensor& t : pooled) pp.push_back(t.mutable_data_ptr<scalar_t>());
+    auto fn = channels_last ? backward_nhwc<scalar_t> : backward_nchw<scalar_t>;
+    fn(grad.const_data_ptr<scalar_t>(), out.const_data_ptr<scalar_t>(), grad_base.mutable_data_ptr<scalar_t>(), pp, log2s, N,
+       C, H, W, relu);
+  });
+}
+
+}  // namespace cpu
+}  // namespace hrnet_fast
