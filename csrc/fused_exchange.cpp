@@ -34,6 +34,18 @@ int64_t exchange_scale_log2(const char* op, const at::Tensor& base, const at::Te
   return ilog2(sh);
 }
 
+c10::List<std::optional<at::Tensor>> exchange_optional_list(at::TensorList ts) {
+  c10::List<std::optional<at::Tensor>> out;
+  for (const at::Tensor& t : ts) {
+    if (t.dim() == 1 && t.numel() == 0) {
+      out.push_back(std::nullopt);
+    } else {
+      out.push_back(t);
+    }
+  }
+  return out;
+}
+
 at::MemoryFormat exchange_memory_format(const at::Tensor& t) {
   if (t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast)) {
     return at::MemoryFormat::ChannelsLast;
@@ -112,9 +124,9 @@ at::Tensor exchange_low_contribution(const at::Tensor& low, const std::optional<
 
 namespace {
 
-at::Tensor fused_exchange_cpu(const at::Tensor& base, at::TensorList lows,
-                              const c10::List<std::optional<at::Tensor>>& weights,
-                              const c10::List<std::optional<at::Tensor>>& biases, bool relu) {
+at::Tensor fused_exchange_cpu(const at::Tensor& base, at::TensorList lows, at::TensorList weight_list,
+                              at::TensorList bias_list, bool relu) {
+  const auto weights = exchange_optional_list(weight_list), biases = exchange_optional_list(bias_list);
   const std::vector<int64_t> log2s = check_fused_exchange_args(base, lows, weights, biases);
   TORCH_CHECK(base.scalar_type() == at::kFloat || base.scalar_type() == at::kDouble,
               "fused_exchange (cpp backend): base must be float32 or float64, got ", base.scalar_type());
@@ -163,7 +175,9 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> fused_exchange_backward_cpu(cons
 }  // namespace hrnet_fast
 
 TORCH_LIBRARY_FRAGMENT(hrnet_fast, m) {
-  m.def("fused_exchange(Tensor base, Tensor[] lows, Tensor?[] weights, Tensor?[] biases, bool relu) -> Tensor");
+  // weights[j] / biases[j] of shape (0,) stand for None: torch.library's Python autograd registration
+  // cannot route gradients into a Tensor?[] that holds a None, so the lists are Tensor[] with placeholders.
+  m.def("fused_exchange(Tensor base, Tensor[] lows, Tensor[] weights, Tensor[] biases, bool relu) -> Tensor");
   m.def("fused_exchange_backward(Tensor grad_out, Tensor out, Tensor[] lows, bool relu) -> (Tensor, Tensor[])");
 }
 

@@ -18,6 +18,9 @@ std::vector<int64_t> check_fused_exchange_args(const at::Tensor& base, at::Tenso
                                                const c10::List<std::optional<at::Tensor>>& weights,
                                                const c10::List<std::optional<at::Tensor>>& biases);
 
+// The schema's weights/biases lists use an empty 1-d tensor (shape (0,)) for "None"; this maps them back.
+c10::List<std::optional<at::Tensor>> exchange_optional_list(at::TensorList ts);
+
 // log2 of the scale factor base/low (a power of two >= 2, the same in height and width), checked.
 int64_t exchange_scale_log2(const char* op, const at::Tensor& base, const at::Tensor& low, size_t j);
 
