@@ -6,6 +6,9 @@
 
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <limits>
+
 #include "cpu/fused_exchange_kernel.h"
 
 namespace hrnet_fast {
@@ -32,6 +35,11 @@ int64_t exchange_scale_log2(const char* op, const at::Tensor& base, const at::Te
   TORCH_CHECK(sh == sw, op, ": lows[", j, "] must be scaled by the same factor in height and width, got ", sh, " and ", sw);
   TORCH_CHECK(sh >= 2 && is_pow2(sh), op, ": lows[", j, "] scale factor (base size / low size) must be a power of two >= 2, got ", sh);
   return ilog2(sh);
+}
+
+bool exchange_poison_outputs() {
+  const char* v = std::getenv("HRNET_FAST_POISON_OUTPUTS");
+  return v != nullptr && v[0] == '1';
 }
 
 c10::List<std::optional<at::Tensor>> exchange_optional_list(at::TensorList ts) {
@@ -139,6 +147,7 @@ at::Tensor fused_exchange_cpu(const at::Tensor& base, at::TensorList lows, at::T
   }
   at::Tensor out = at::empty_like(b, at::TensorOptions(), fmt);
   if (out.numel() == 0) return out;
+  if (exchange_poison_outputs()) out.fill_(std::numeric_limits<double>::quiet_NaN());
   cpu::exchange_forward(b, z, log2s, relu, fmt == at::MemoryFormat::ChannelsLast, out);
   return out;
 }
@@ -165,6 +174,10 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> fused_exchange_backward_cpu(cons
   if (o.numel() == 0) {
     for (auto& p : pooled) p.zero_();
     return {grad_base, pooled};
+  }
+  if (exchange_poison_outputs()) {
+    grad_base.fill_(std::numeric_limits<double>::quiet_NaN());
+    for (auto& p : pooled) p.fill_(std::numeric_limits<double>::quiet_NaN());
   }
   cpu::exchange_backward(g, o, log2s, relu, fmt == at::MemoryFormat::ChannelsLast, grad_base, pooled);
   return {grad_base, pooled};

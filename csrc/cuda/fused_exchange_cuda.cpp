@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "cuda/fused_exchange_kernel.h"
 #include "fused_exchange.h"
@@ -52,6 +53,7 @@ at::Tensor fused_exchange_cuda(const at::Tensor& base, at::TensorList lows, at::
   }
   at::Tensor out = at::empty_like(b, at::TensorOptions(), fmt);
   if (out.numel() == 0) return out;
+  if (exchange_poison_outputs()) out.fill_(std::numeric_limits<double>::quiet_NaN());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(base.device().index()).stream();
   const int64_t n = b.size(0), c = b.size(1), h = b.size(2), w = b.size(3);
   // Chunks of kMaxLowsPerLaunch contributions; later chunks accumulate into out, the ReLU on the last.
@@ -99,6 +101,10 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> fused_exchange_backward_cuda(con
   if (o.numel() == 0) {
     for (auto& p : pooled) p.zero_();
     return {grad_base, pooled};
+  }
+  if (exchange_poison_outputs()) {
+    grad_base.fill_(std::numeric_limits<double>::quiet_NaN());
+    for (auto& p : pooled) p.fill_(std::numeric_limits<double>::quiet_NaN());
   }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(out.device().index()).stream();
   check_launch(cuda_kernels::launch_exchange_relu_mask(dtype, g.const_data_ptr(), o.const_data_ptr(),

@@ -135,23 +135,35 @@ def fused_exchange_reference(
 # Backend selection
 
 
-def _op_reasons(name: str, base: torch.Tensor) -> List[str]:
+def _op_reasons(name: str, dtype: torch.dtype, device_type: str) -> List[str]:
     if name == "torch":
         return []
     if name in ("cpp", "cuda") and not hasattr(torch.ops.hrnet_fast, "fused_exchange"):
         return ["the compiled extension does not register hrnet_fast::fused_exchange"]
-    if base.dtype not in _DTYPES[name]:
-        return [f"{name} supports {', '.join(str(d) for d in _DTYPES[name])}, got {base.dtype}"]
-    if name == "triton" and base.device.type == "cpu" and base.dtype == torch.bfloat16:
+    if dtype not in _DTYPES[name]:
+        return [f"{name} supports {', '.join(str(d) for d in _DTYPES[name])}, got {dtype}"]
+    if name == "triton" and device_type == "cpu" and dtype == torch.bfloat16:
         return ["the Triton interpreter has no bfloat16"]
     return []
+
+
+def _resolve(backend: str, device: str, dtype: torch.dtype) -> str:
+    dev = torch.device(device)
+    order = _ORDER.get(dev.type, ("torch",))
+    return _backends.select_backend(_OP, backend, dev, order, lambda name: _op_reasons(name, dtype, dev.type))
+
+
+# Under torch.compile the choice is made once, at trace time, and baked into the graph: Dynamo must not
+# trace the registry itself (it imports the extension and reads the environment).
+_resolve_traced = torch._dynamo.assume_constant_result(_resolve)
 
 
 def resolve_backend(base: torch.Tensor, backend: str = "auto") -> str:
     """The backend :func:`fused_exchange` would use for ``base``'s device and dtype (raises when an explicit
     ``backend`` cannot run it)."""
-    order = _ORDER.get(base.device.type, ("torch",))
-    return _backends.select_backend(_OP, backend, base.device, order, lambda name: _op_reasons(name, base))
+    if torch.compiler.is_compiling():
+        return _resolve_traced(backend, str(base.device), base.dtype)
+    return _resolve(backend, str(base.device), base.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -166,6 +178,8 @@ def _memory_format(t: torch.Tensor) -> torch.memory_format:
 
 
 def _fake_forward(base, lows, weights, biases, relu):
+    # the same checks as the kernels, so tracing (torch.compile, meta tensors) rejects what they reject
+    _check_args(base, list(lows), [None if _absent(w) else w for w in weights], [None if _absent(b) else b for b in biases])
     return torch.empty_like(base, memory_format=_memory_format(base))
 
 
