@@ -19,6 +19,13 @@ namespace {
 // Aim for chunks of ~32k elements per task so the threads' scheduling cost stays small.
 int64_t grain_for(int64_t elems_per_item) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, elems_per_item)); }
 
+// The ReLU mask of the backward: grad where out > 0, else 0 (as threshold_backward). Both loads happen
+// unconditionally so the compiler emits a blend, not a data-dependent branch (random signs mispredict).
+template <typename T>
+inline T relu_mask(T g, T o) {
+  return o > T(0) ? g : T(0);
+}
+
 // ReLU that keeps NaN (as torch.relu does): NaN < 0 is false.
 template <typename T>
 inline T relu_keep_nan(T v) {
@@ -28,30 +35,33 @@ inline T relu_keep_nan(T v) {
 template <typename T>
 void forward_nchw(const T* base, T* out, const std::vector<const T*>& z, const std::vector<int64_t>& ls, int64_t N,
                   int64_t C, int64_t H, int64_t W, bool relu) {
+  // Each low row is expanded along x once (into a row buffer, reused for the s image rows that share
+  // it); the row pass is then plain vector adds: o = [relu](b + e_0 + e_1 + ...).
+  const size_t J = z.size();
   at::parallel_for(0, N * C * H, grain_for(W), [&](int64_t begin, int64_t end) {
+    std::vector<T> expanded(J * W);
+    std::vector<int64_t> cached(J, -1);  // which low row (plane * h_j + y_j) each buffer holds
     for (int64_t r = begin; r < end; ++r) {
       const int64_t plane = r / H, y = r - plane * H;
       const T* __restrict__ b = base + r * W;
       T* __restrict__ o = out + r * W;
       for (int64_t x = 0; x < W; ++x) o[x] = b[x];
-      for (size_t j = 0; j < z.size(); ++j) {
+      for (size_t j = 0; j < J; ++j) {
         const int64_t l = ls[j], s = int64_t{1} << l, hj = H >> l, wj = W >> l;
-        const T* __restrict__ zr = z[j] + (plane * hj + (y >> l)) * wj;
-        if (s == 2) {  // the most common scale: keep it a straight-line pair
+        const int64_t row = plane * hj + (y >> l);
+        T* __restrict__ e = expanded.data() + j * W;
+        if (cached[j] != row) {
+          const T* __restrict__ zr = z[j] + row * wj;
           for (int64_t xb = 0; xb < wj; ++xb) {
-            const T v = zr[xb];
-            o[2 * xb] += v;
-            o[2 * xb + 1] += v;
+            for (int64_t k = 0; k < s; ++k) e[xb * s + k] = zr[xb];
           }
-        } else {
-          for (int64_t xb = 0; xb < wj; ++xb) {
-            const T v = zr[xb];
-            T* oo = o + xb * s;
-            for (int64_t k = 0; k < s; ++k) oo[k] += v;
-          }
+          cached[j] = row;
         }
+#pragma omp simd
+        for (int64_t x = 0; x < W; ++x) o[x] += e[x];
       }
       if (relu) {
+#pragma omp simd
         for (int64_t x = 0; x < W; ++x) o[x] = relu_keep_nan(o[x]);
       }
     }
@@ -134,30 +144,38 @@ void forward_nhwc(const T* base, T* out, const std::vector<const T*>& z, const s
 template <typename T>
 void backward_nchw(const T* grad, const T* out, T* gb, const std::vector<T*>& pooled, const std::vector<int64_t>& ls,
                    int64_t N, int64_t C, int64_t H, int64_t W, bool relu) {
-  // One task per (n, c) plane: each pooled plane then has a single writer.
+  // One task per (n, c) plane: each pooled plane then has a single writer. The s rows of a block are
+  // first summed vertically into a row buffer (contiguous vector adds), then each block's s columns
+  // once per s rows.
+  const size_t J = pooled.size();
   at::parallel_for(0, N * C, grain_for(H * W), [&](int64_t begin, int64_t end) {
+    std::vector<T> colsum(J * W);
     for (int64_t p = begin; p < end; ++p) {
-      for (size_t j = 0; j < pooled.size(); ++j) {
-        const int64_t hw = (H >> ls[j]) * (W >> ls[j]);
-        std::fill(pooled[j] + p * hw, pooled[j] + (p + 1) * hw, T(0));
-      }
+      std::fill(colsum.begin(), colsum.end(), T(0));
       for (int64_t y = 0; y < H; ++y) {
         const int64_t off = (p * H + y) * W;
-        const T* g = grad + off;
-        T* d = gb + off;
+        const T* __restrict__ g = grad + off;
+        T* __restrict__ d = gb + off;
         if (relu) {
-          const T* o = out + off;
-          for (int64_t x = 0; x < W; ++x) d[x] = o[x] > T(0) ? g[x] : T(0);
+          const T* __restrict__ o = out + off;
+#pragma omp simd
+          for (int64_t x = 0; x < W; ++x) d[x] = relu_mask(g[x], o[x]);
         } else {
           for (int64_t x = 0; x < W; ++x) d[x] = g[x];
         }
-        for (size_t j = 0; j < pooled.size(); ++j) {
+        for (size_t j = 0; j < J; ++j) {
           const int64_t l = ls[j], s = int64_t{1} << l, hj = H >> l, wj = W >> l;
-          T* pr = pooled[j] + (p * hj + (y >> l)) * wj;
-          for (int64_t xb = 0; xb < wj; ++xb) {
-            T acc = T(0);
-            for (int64_t k = 0; k < s; ++k) acc += d[xb * s + k];
-            pr[xb] += acc;
+          T* __restrict__ cs = colsum.data() + j * W;
+#pragma omp simd
+          for (int64_t x = 0; x < W; ++x) cs[x] += d[x];
+          if (((y + 1) & (s - 1)) == 0) {  // last row of a block row: reduce the columns, reset
+            T* __restrict__ pr = pooled[j] + (p * hj + (y >> l)) * wj;
+            for (int64_t xb = 0; xb < wj; ++xb) {
+              T acc = T(0);
+              for (int64_t k = 0; k < s; ++k) acc += cs[xb * s + k];
+              pr[xb] = acc;
+            }
+            std::fill(cs, cs + W, T(0));
           }
         }
       }
@@ -184,11 +202,12 @@ void backward_nhwc(const T* grad, const T* out, T* gb, const std::vector<T*>& po
       for (int64_t y = y0; y < y0 + band; ++y) {
         for (int64_t x = 0; x < W; ++x) {
           const int64_t off = (((n * H) + y) * W + x) * C;
-          const T* g = grad + off;
-          T* d = gb + off;
+          const T* __restrict__ g = grad + off;
+          T* __restrict__ d = gb + off;
           if (relu) {
-            const T* o = out + off;
-            for (int64_t c = 0; c < C; ++c) d[c] = o[c] > T(0) ? g[c] : T(0);
+            const T* __restrict__ o = out + off;
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) d[c] = relu_mask(g[c], o[c]);
           } else {
             for (int64_t c = 0; c < C; ++c) d[c] = g[c];
           }

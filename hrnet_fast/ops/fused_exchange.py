@@ -214,6 +214,20 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(output, *lows, *[w for w in weights if not _absent(w)])
 
 
+def _conv1x1_grads(g: torch.Tensor, low: torch.Tensor, w: torch.Tensor):
+    """Gradients of the 1x1 conv at low resolution: W^T G (N, C_j, h, w) and sum_n G_n low_n^T (C, C_j),
+    as GEMMs on views of the tensors' own layout (no transposing copies)."""
+    n, c, h, wd = g.shape
+    cj = low.shape[1]
+    if _memory_format(g) == torch.channels_last and _memory_format(low) == torch.channels_last:
+        g_rows = g.permute(0, 2, 3, 1).reshape(n * h * wd, c)  # views of NHWC memory
+        low_rows = low.permute(0, 2, 3, 1).reshape(n * h * wd, cj)
+        return (g_rows @ w).view(n, h, wd, cj).permute(0, 3, 1, 2), g_rows.t() @ low_rows
+    g3 = g.reshape(n, c, h * wd)
+    low3 = low.reshape(n, cj, h * wd)
+    return torch.matmul(w.t(), g3).view(n, cj, h, wd), torch.bmm(g3, low3.transpose(1, 2)).sum(0)
+
+
 def _make_backward(backward_op):
     def _backward(ctx, grad):
         out, *rest = ctx.saved_tensors
@@ -222,9 +236,9 @@ def _make_backward(backward_op):
         g_lows, g_ws, g_bs = [], [], []
         for low, g, has_w, has_b in zip(lows, pooled, ctx.has_w, ctx.has_b):
             if has_w:
-                w = next(ws)
-                g_lows.append(torch.einsum("nchw,ck->nkhw", g, w))  # W^T G at low resolution
-                g_ws.append(torch.einsum("nchw,nkhw->ck", g, low))
+                g_low, g_w = _conv1x1_grads(g, low, next(ws))
+                g_lows.append(g_low)
+                g_ws.append(g_w)
             else:
                 g_lows.append(g)
                 g_ws.append(None)
