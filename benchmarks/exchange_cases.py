@@ -33,9 +33,10 @@ class Workload:
     """One distinct exchange unit: ``rows[i] = (C_i, H_i, W_i, [(C_j, s_j), ...])``; ``count`` units share it."""
 
     model: str
-    stage: str
+    stage: str  # e.g. "stage4[0,1]": the stage and the indices of its modules that share this shape
     count: int
     rows: List[Tuple[int, int, int, List[Tuple[int, int]]]] = field(default_factory=list)
+    modules: List[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -50,7 +51,7 @@ def workloads(model: str, image: Tuple[int, int] = IMAGE) -> List[Workload]:
     for name, unit in net.named_modules():
         if not isinstance(unit, ExchangeUnit):
             continue
-        stage = name.split(".")[0]
+        stage, module = name.split(".")[0], name.split(".")[1]
         chans = net._stage_channels(getattr(net, f"{stage}_cfg"))
         rows = []
         for i in range(len(unit)):
@@ -59,8 +60,11 @@ def workloads(model: str, image: Tuple[int, int] = IMAGE) -> List[Workload]:
         key = (stage, repr(rows))
         if key in groups:
             groups[key].count += 1
+            groups[key].modules.append(module)
         else:
-            groups[key] = Workload(model, stage, 1, rows)
+            groups[key] = Workload(model, stage, 1, rows, [module])
+    for wl in groups.values():
+        wl.stage = f"{wl.stage}[{','.join(wl.modules)}]"
     return list(groups.values())
 
 
