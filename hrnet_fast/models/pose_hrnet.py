@@ -84,23 +84,45 @@ class ExchangeUnit(nn.ModuleList):
 
     ``forward(xs)`` takes the branch tensors ``xs[j]`` of shape (N, C_j, H/2^j, W/2^j) and returns, for
     each output branch ``i``, ``ReLU(x_i + sum_{j<i} down_ij(x_j) + sum_{j>i} up(BN(conv1x1(x_j))))``.
+
+    Fused (the default): per output branch, ``base = x_i + sum_{j<i} down_ij(x_j)`` runs as usual
+    (cuDNN / oneDNN convolutions), and one :func:`hrnet_fast.ops.fused_exchange` call does the rest. In
+    eval mode the 1x1 conv and its BN fold into (weights, biases), cached on the unit and refreshed when a
+    parameter or buffer changes; in train mode BN needs batch statistics, so conv + BN run at low
+    resolution in PyTorch and the fused op does upsample + sum + ReLU. With ``backend="auto"`` the
+    backend is chosen per call, and inputs no fused backend can run (e.g. float16 on the CPU) take the
+    reference path. ``configure(fused=False)`` (or ``backend="torch"``) always takes the reference path.
     """
 
     def __init__(self, layers: Sequence[nn.ModuleList], num_inputs: int):
         super().__init__(layers)
         self.num_inputs = num_inputs
-        self.fused = False
-        self.backend = "torch"
+        self.fused = True
+        self.backend = "auto"
+        # (i, j) -> (tensors the fold was computed from, their _version, (W, b)). A plain attribute, so
+        # the state_dict keeps exactly the official keys.
+        self._fold_cache: Dict[Any, Any] = {}
 
     def configure(self, fused: bool = True, backend: str = "auto") -> "ExchangeUnit":
         """Choose the fused kernels (``fused=True``, ``backend`` as in :func:`hrnet_fast.ops.fused_exchange`)
         or the plain reference path (``fused=False`` or ``backend="torch"``)."""
+        from .._backends import BACKENDS
+
+        if backend != "auto" and backend not in BACKENDS:
+            raise ValueError(f"ExchangeUnit.configure: backend must be 'auto' or one of {list(BACKENDS)}, got {backend!r}")
         self.fused = bool(fused) and backend != "torch"
         self.backend = backend
+        self._fold_cache = {}
         return self
 
     def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:  # type: ignore[override]
-        return self.reference_forward(xs)
+        if not self.fused:
+            return self.reference_forward(xs)
+        from ..ops.fused_exchange import resolve_backend
+
+        if self.backend == "auto" and resolve_backend(xs[0], "auto") == "torch":
+            return self.reference_forward(xs)
+        return self.fused_forward(xs)
 
     def reference_forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
         """The official computation, op for op (summation order included)."""
@@ -112,6 +134,74 @@ class ExchangeUnit(nn.ModuleList):
                 y = y + (xs[j] if i == j else row[j](xs[j]))
             out.append(torch.relu(y))
         return out
+
+    def fused_forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
+        """The same result through one :func:`~hrnet_fast.ops.fused_exchange` call per output branch."""
+        from ..ops.fused_exchange import fused_exchange
+
+        out = []
+        for i in range(len(self)):
+            row = self[i]
+            base = xs[i]
+            for j in range(i):
+                base = base + row[j](xs[j])
+            lows: List[torch.Tensor] = []
+            weights: List[Optional[torch.Tensor]] = []
+            biases: List[Optional[torch.Tensor]] = []
+            for j in range(i + 1, self.num_inputs):
+                conv, norm = row[j][0], row[j][1]
+                if isinstance(norm, nn.modules.batchnorm._BatchNorm) and (norm.training or norm.running_mean is None):
+                    # batch statistics: conv + BN at low resolution (the official order), then fuse the rest
+                    lows.append(norm(conv(xs[j])))
+                    weights.append(None)
+                    biases.append(None)
+                else:
+                    w, b = self._folded(i, j, conv, norm)
+                    lows.append(xs[j])
+                    weights.append(w)
+                    biases.append(b)
+            out.append(fused_exchange(base, lows, weights, biases, relu=True, backend=self.backend))
+        return out
+
+    def _folded(self, i: int, j: int, conv: nn.Conv2d, norm: nn.Module):
+        """(W (C, C_j), b (C,) or None) of conv followed by norm (eval BN or Identity)."""
+        tensors = [conv.weight, conv.bias]
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+            tensors += [norm.weight, norm.bias, norm.running_mean, norm.running_var]
+        needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+        if needs_grad or torch.compiler.is_compiling():
+            # differentiable (and traceable) inline fold: a few (C, C_j) ops, cheap
+            return _fold_conv_norm(conv, norm, conv.weight.dtype)
+        versions = [None if t is None else t._version for t in tensors]
+        hit = self._fold_cache.get((i, j))
+        # Identity (the cache holds the tensors, so their ids cannot be reused) plus the version counter,
+        # which every in-place change (load_state_dict, optimizer steps, .copy_) bumps.
+        if hit is not None and all(a is b for a, b in zip(hit[0], tensors)) and hit[1] == versions:
+            return hit[2]
+        with torch.no_grad():
+            folded = _fold_conv_norm(conv, norm, torch.float64)
+            folded = (folded[0].to(conv.weight.dtype), None if folded[1] is None else folded[1].to(conv.weight.dtype))
+        self._fold_cache[(i, j)] = (tensors, versions, folded)
+        return folded
+
+
+def _fold_conv_norm(conv: nn.Conv2d, norm: nn.Module, dtype: torch.dtype):
+    """W (C, C_j) and b (C,) (None without conv bias or BN) of ``norm(conv(x))`` with running statistics,
+    computed in ``dtype`` (float64 for the cached inference fold, the parameters' dtype when differentiable)."""
+    w = conv.weight.to(dtype).reshape(conv.out_channels, conv.in_channels)
+    b = None if conv.bias is None else conv.bias.to(dtype)
+    if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+        scale = torch.rsqrt(norm.running_var.to(dtype) + norm.eps)
+        if norm.weight is not None:
+            scale = norm.weight.to(dtype) * scale
+        shift = -norm.running_mean.to(dtype) if b is None else b - norm.running_mean.to(dtype)
+        b = shift * scale
+        if norm.bias is not None:
+            b = b + norm.bias.to(dtype)
+        w = w * scale[:, None]
+    elif not isinstance(norm, nn.Identity):
+        raise TypeError(f"ExchangeUnit: expected BatchNorm2d or Identity after the 1x1 conv, got {type(norm).__name__}")
+    return w, b
 
 
 class HighResolutionModule(nn.Module):

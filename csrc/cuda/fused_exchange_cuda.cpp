@@ -1,0 +1,130 @@
+// CUDA registration of hrnet_fast::fused_exchange and its backward (compiled only in CUDA builds, where
+// setup.py defines HRNET_FAST_WITH_CUDA). The 1x1 convolutions run at low resolution through ATen
+// (cuBLAS); the full-resolution passes are the kernels of fused_exchange_kernel.cu.
+#ifdef HRNET_FAST_WITH_CUDA
+
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "cuda/fused_exchange_kernel.h"
+#include "fused_exchange.h"
+
+namespace hrnet_fast {
+namespace {
+
+using cuda_kernels::ExchangeDType;
+
+ExchangeDType to_exchange_dtype(at::ScalarType t, const char* op) {
+  switch (t) {
+    case at::kFloat:
+      return ExchangeDType::kFloat32;
+    case at::kHalf:
+      return ExchangeDType::kFloat16;
+    case at::kBFloat16:
+      return ExchangeDType::kBFloat16;
+    case at::kDouble:
+      return ExchangeDType::kFloat64;
+    default:
+      TORCH_CHECK(false, op, " (cuda backend): dtype must be float16, bfloat16, float32 or float64, got ", t);
+  }
+}
+
+void check_launch(cudaError_t err, const char* what) {
+  TORCH_CHECK(err == cudaSuccess, "fused_exchange (cuda backend): launching ", what, " failed: ", cudaGetErrorString(err));
+}
+
+at::Tensor fused_exchange_cuda(const at::Tensor& base, at::TensorList lows, at::TensorList weight_list,
+                               at::TensorList bias_list, bool relu) {
+  const auto weights = exchange_optional_list(weight_list), biases = exchange_optional_list(bias_list);
+  const std::vector<int64_t> log2s = check_fused_exchange_args(base, lows, weights, biases);
+  TORCH_CHECK(base.is_cuda(), "fused_exchange (cuda backend): base must be a CUDA tensor, got ", base.device());
+  const ExchangeDType dtype = to_exchange_dtype(base.scalar_type(), "fused_exchange");
+  const c10::cuda::CUDAGuard guard(base.device());
+  const at::MemoryFormat fmt = exchange_memory_format(base);
+  const bool cl = fmt == at::MemoryFormat::ChannelsLast;
+  const at::Tensor b = base.contiguous(fmt);
+  std::vector<at::Tensor> z;
+  for (size_t j = 0; j < lows.size(); ++j) {
+    z.push_back(exchange_low_contribution(lows[j], weights.get(j), biases.get(j), base.size(1), fmt));
+  }
+  at::Tensor out = at::empty_like(b, at::TensorOptions(), fmt);
+  if (out.numel() == 0) return out;
+  if (exchange_poison_outputs()) out.fill_(std::numeric_limits<double>::quiet_NaN());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(base.device().index()).stream();
+  const int64_t n = b.size(0), c = b.size(1), h = b.size(2), w = b.size(3);
+  // Chunks of kMaxLowsPerLaunch contributions; later chunks accumulate into out, the ReLU on the last.
+  size_t j = 0;
+  do {
+    cuda_kernels::ExchangeLows args{};
+    const size_t end = std::min(z.size(), j + cuda_kernels::kMaxLowsPerLaunch);
+    for (; j < end; ++j) {
+      args.z[args.count] = z[j].const_data_ptr();
+      args.log2s[args.count] = static_cast<int>(log2s[j]);
+      ++args.count;
+    }
+    const void* src = args.count > 0 && j > static_cast<size_t>(args.count) ? out.const_data_ptr() : b.const_data_ptr();
+    check_launch(cuda_kernels::launch_exchange_forward(dtype, src, out.mutable_data_ptr(), args, n, c, h, w, cl,
+                                                       relu && j == z.size(), stream),
+                 "the forward kernel");
+  } while (j < z.size());
+  return out;
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> fused_exchange_backward_cuda(const at::Tensor& grad_out,
+                                                                             const at::Tensor& out, at::TensorList lows,
+                                                                             bool relu) {
+  TORCH_CHECK(out.dim() == 4, "fused_exchange_backward: out must have shape (N, C, H, W), got ", out.sizes());
+  TORCH_CHECK(grad_out.sizes() == out.sizes(), "fused_exchange_backward: grad_out has shape ", grad_out.sizes(),
+              " but out has ", out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == out.scalar_type(), "fused_exchange_backward: grad_out has dtype ",
+              grad_out.scalar_type(), " but out has ", out.scalar_type());
+  TORCH_CHECK(out.is_cuda() && grad_out.device() == out.device(),
+              "fused_exchange_backward (cuda backend): grad_out and out must be on one CUDA device, got ",
+              grad_out.device(), " and ", out.device());
+  const ExchangeDType dtype = to_exchange_dtype(out.scalar_type(), "fused_exchange_backward");
+  std::vector<int64_t> log2s;
+  for (size_t j = 0; j < lows.size(); ++j) log2s.push_back(exchange_scale_log2("fused_exchange_backward", out, lows[j], j));
+  const c10::cuda::CUDAGuard guard(out.device());
+  const at::MemoryFormat fmt = exchange_memory_format(out);
+  const bool cl = fmt == at::MemoryFormat::ChannelsLast;
+  const at::Tensor o = out.contiguous(fmt);
+  const at::Tensor g = grad_out.contiguous(fmt);  // autograd may hand us expanded or transposed grads
+  at::Tensor grad_base = at::empty_like(o, at::TensorOptions(), fmt);
+  std::vector<at::Tensor> pooled;
+  for (const at::Tensor& low : lows) {
+    pooled.push_back(at::empty({out.size(0), out.size(1), low.size(2), low.size(3)}, out.options(), fmt));
+  }
+  if (o.numel() == 0) {
+    for (auto& p : pooled) p.zero_();
+    return {grad_base, pooled};
+  }
+  if (exchange_poison_outputs()) {
+    grad_base.fill_(std::numeric_limits<double>::quiet_NaN());
+    for (auto& p : pooled) p.fill_(std::numeric_limits<double>::quiet_NaN());
+  }
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(out.device().index()).stream();
+  check_launch(cuda_kernels::launch_exchange_relu_mask(dtype, g.const_data_ptr(), o.const_data_ptr(),
+                                                       grad_base.mutable_data_ptr(), o.numel(), relu, stream),
+               "the ReLU-mask kernel");
+  for (size_t j = 0; j < pooled.size(); ++j) {
+    check_launch(cuda_kernels::launch_exchange_block_sum(dtype, grad_base.const_data_ptr(), pooled[j].mutable_data_ptr(),
+                                                         o.size(0), o.size(1), o.size(2), o.size(3),
+                                                         static_cast<int>(log2s[j]), cl, stream),
+                 "the block-sum kernel");
+  }
+  return {grad_base, pooled};
+}
+
+}  // namespace
+}  // namespace hrnet_fast
+
+TORCH_LIBRARY_IMPL(hrnet_fast, CUDA, m) {
+  m.impl("fused_exchange", &hrnet_fast::fused_exchange_cuda);
+  m.impl("fused_exchange_backward", &hrnet_fast::fused_exchange_backward_cuda);
+}
+
+#endif  // HRNET_FAST_WITH_CUDA

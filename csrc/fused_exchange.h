@@ -1,0 +1,39 @@
+// The fused exchange unit: shared declarations for the schema file, the CPU kernels and the CUDA binding.
+//
+// out = relu(base + sum_j nearest_upsample(W_j @ low_j + b_j, s_j)), see hrnet_fast/ops/fused_exchange.py.
+// Every backend first computes the low-resolution contributions Z_j = W_j @ low_j + b_j (a GEMM at low
+// resolution, where it is s_j^2 times cheaper than at full resolution), then runs one full-resolution
+// pass. The backward op returns grad_base = grad * (out > 0) and the s_j x s_j block sums G_j of it; the
+// low-resolution products (W_j^T G_j, G_j low_j^T, sum G_j) are GEMMs done by the autograd formula.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+namespace hrnet_fast {
+
+// Validates the op's arguments (TORCH_CHECK with the argument's name) and returns log2(s_j) per low.
+std::vector<int64_t> check_fused_exchange_args(const at::Tensor& base, at::TensorList lows,
+                                               const c10::List<std::optional<at::Tensor>>& weights,
+                                               const c10::List<std::optional<at::Tensor>>& biases);
+
+// Test hook: when the environment variable HRNET_FAST_POISON_OUTPUTS is "1", every backend fills its
+// freshly allocated outputs with NaN before its kernels run, so an element a kernel fails to write shows.
+bool exchange_poison_outputs();
+
+// The schema's weights/biases lists use an empty 1-d tensor (shape (0,)) for "None"; this maps them back.
+c10::List<std::optional<at::Tensor>> exchange_optional_list(at::TensorList ts);
+
+// log2 of the scale factor base/low (a power of two >= 2, the same in height and width), checked.
+int64_t exchange_scale_log2(const char* op, const at::Tensor& base, const at::Tensor& low, size_t j);
+
+// The memory format the op computes and returns in: channels_last when base is (strictly) channels_last
+// contiguous, else contiguous. The Python fake kernel applies the same rule.
+at::MemoryFormat exchange_memory_format(const at::Tensor& t);
+
+// Z_j = W_j @ low_j + b_j at low resolution, (N, C, h_j, w_j), dense in memory format `fmt`.
+at::Tensor exchange_low_contribution(const at::Tensor& low, const std::optional<at::Tensor>& weight,
+                                     const std::optional<at::Tensor>& bias, int64_t channels, at::MemoryFormat fmt);
+
+}  // namespace hrnet_fast

@@ -1,0 +1,326 @@
+"""The fused exchange unit: upsample + 1x1 conv + sum (+ ReLU) of HRNet's multi-scale fusion as one op.
+
+    out = relu(base + sum_j nearest_upsample(weights[j] @ lows[j] + biases[j], s_j))
+
+Backends (see :mod:`hrnet_fast._backends`): ``torch`` (:func:`fused_exchange_reference`, the spec),
+``cpp`` (CPU, float32/float64), ``cuda`` (float16/bfloat16/float32/float64) and ``triton`` (CUDA tensors,
+or CPU tensors under ``TRITON_INTERPRET=1``; float16/bfloat16/float32, no bfloat16 in the interpreter).
+
+The compiled backends are ``torch.ops.hrnet_fast.fused_exchange`` (C++ schema, CPU and CUDA kernels) and
+the Python custom op ``torch.ops.hrnet_fast.fused_exchange_triton``. Each has a separate backward op
+(``*_backward``: the ReLU mask and the s x s block sums at full resolution) and an autograd formula
+registered here, which does the low-resolution GEMMs of the backward with torch; fake (meta) kernels are
+registered too, so ``torch.library.opcheck`` passes and ``torch.compile(fullgraph=True)`` traces them.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .. import _backends
+
+__all__ = ["fused_exchange", "fused_exchange_reference", "resolve_backend"]
+
+_OP = "fused_exchange"
+# auto's preference per device type. On CUDA the Triton kernel fuses the 1x1 conv (tl.dot) into the
+# full-resolution pass, while the CUDA backend does the conv with cuBLAS at low resolution first.
+_ORDER = {"cpu": ("cpp", "torch"), "cuda": ("triton", "cuda", "torch")}
+_DTYPES = {
+    "cpp": (torch.float32, torch.float64),
+    "cuda": (torch.float16, torch.bfloat16, torch.float32, torch.float64),
+    "triton": (torch.float16, torch.bfloat16, torch.float32),
+}
+
+Weights = Optional[Sequence[Optional[torch.Tensor]]]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Argument checks (shared by every backend, run before dispatch; the C++ op checks again)
+
+
+def _check_args(
+    base: torch.Tensor, lows: Sequence[torch.Tensor], weights: Weights, biases: Weights
+) -> Tuple[List[torch.Tensor], List[Optional[torch.Tensor]], List[Optional[torch.Tensor]]]:
+    """Validate the arguments; return lows, 2-d weights (C, C_j) or None, biases (C,) or None as lists."""
+    if not isinstance(base, torch.Tensor):
+        raise TypeError(f"{_OP}: base must be a torch.Tensor of shape (N, C, H, W), got {type(base).__name__}")
+    if base.dim() != 4:
+        raise ValueError(f"{_OP}: base must have shape (N, C, H, W), got shape {tuple(base.shape)}")
+    if not base.is_floating_point():
+        raise TypeError(f"{_OP}: base must be a floating-point tensor, got dtype {base.dtype}")
+    if isinstance(lows, torch.Tensor) or not isinstance(lows, (list, tuple)):
+        raise TypeError(f"{_OP}: lows must be a list or tuple of (N, C_j, H/s_j, W/s_j) tensors, got {type(lows).__name__}")
+    n_low = len(lows)
+    N, C, H, W = (int(v) for v in base.shape)
+
+    def seq(name: str, value: Weights) -> List[Optional[torch.Tensor]]:
+        if value is None:
+            return [None] * n_low
+        if isinstance(value, torch.Tensor) or not isinstance(value, (list, tuple)):
+            raise TypeError(f"{_OP}: {name} must be None or a list/tuple with one entry (tensor or None) per low input, "
+                            f"got {type(value).__name__}")
+        if len(value) != n_low:
+            raise ValueError(f"{_OP}: {name} must have one entry (tensor or None) per low input: got {len(value)} for "
+                             f"{n_low} lows")
+        return list(value)
+
+    ws, bs = seq("weights", weights), seq("biases", biases)
+
+    def same_place(name: str, t: object) -> torch.Tensor:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{_OP}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.device != base.device:
+            raise RuntimeError(f"{_OP}: {name} is on {t.device} but base is on {base.device}: all inputs must be on one device")
+        if t.dtype != base.dtype:
+            raise TypeError(f"{_OP}: {name} has dtype {t.dtype} but base has dtype {base.dtype}: all inputs must share a dtype")
+        return t
+
+    out_w: List[Optional[torch.Tensor]] = []
+    for j, low in enumerate(lows):
+        same_place(f"lows[{j}]", low)
+        if low.dim() != 4:
+            raise ValueError(f"{_OP}: lows[{j}] must have shape (N, C_j, H/s, W/s), got shape {tuple(low.shape)}")
+        n, cj, h, w = (int(v) for v in low.shape)
+        if n != N:
+            raise ValueError(f"{_OP}: lows[{j}] has batch size {n} but base has {N}")
+        if h <= 0 or w <= 0 or H % h or W % w:
+            raise ValueError(f"{_OP}: lows[{j}] spatial size {h}x{w} times its scale must equal the base size {H}x{W}")
+        s, sw = H // h, W // w
+        if s != sw:
+            raise ValueError(f"{_OP}: lows[{j}] must be scaled by the same factor in height and width, got {s} and {sw} "
+                             f"(base {H}x{W}, low {h}x{w})")
+        if s < 2 or s & (s - 1):
+            raise ValueError(f"{_OP}: lows[{j}] scale factor (base size / low size) must be a power of two >= 2, got {s}")
+        wt = ws[j]
+        if wt is None:
+            if cj != C:
+                raise ValueError(f"{_OP}: lows[{j}] has {cj} channels but base has {C} and weights[{j}] is None "
+                                 f"(give a ({C}, {cj}) weight to project it)")
+            out_w.append(None)
+        else:
+            same_place(f"weights[{j}]", wt)
+            ok = tuple(wt.shape) in ((C, cj), (C, cj, 1, 1))
+            if not ok:
+                raise ValueError(f"{_OP}: weights[{j}] must have shape ({C}, {cj}) or ({C}, {cj}, 1, 1), got {tuple(wt.shape)}")
+            out_w.append(wt.reshape(C, cj) if wt.dim() == 4 else wt)
+        bt = bs[j]
+        if bt is not None:
+            same_place(f"biases[{j}]", bt)
+            if tuple(bt.shape) != (C,):
+                raise ValueError(f"{_OP}: biases[{j}] must have shape ({C},), got {tuple(bt.shape)}")
+    return list(lows), out_w, bs
+
+
+# ----------------------------------------------------------------------------------------------------
+# The reference
+
+
+def fused_exchange_reference(
+    base: torch.Tensor, lows: Sequence[torch.Tensor], weights: Weights = None, biases: Weights = None, relu: bool = True
+) -> torch.Tensor:
+    """The unfused torch computation (1x1 conv, nearest upsample, add, ReLU): the spec of every backend."""
+    lows, ws, bs = _check_args(base, lows, weights, biases)
+    y = base
+    for low, w, b in zip(lows, ws, bs):
+        z = low if w is None else F.conv2d(low, w.reshape(w.shape[0], w.shape[1], 1, 1))
+        if b is not None:
+            z = z + b.reshape(1, -1, 1, 1)
+        y = y + F.interpolate(z, size=(base.shape[2], base.shape[3]), mode="nearest")
+    return torch.relu(y) if relu else y
+
+
+# ----------------------------------------------------------------------------------------------------
+# Backend selection
+
+
+def _op_reasons(name: str, dtype: torch.dtype, device_type: str) -> List[str]:
+    if name == "torch":
+        return []
+    if name in ("cpp", "cuda") and not hasattr(torch.ops.hrnet_fast, "fused_exchange"):
+        return ["the compiled extension does not register hrnet_fast::fused_exchange"]
+    if dtype not in _DTYPES[name]:
+        return [f"{name} supports {', '.join(str(d) for d in _DTYPES[name])}, got {dtype}"]
+    if name == "triton" and device_type == "cpu" and dtype == torch.bfloat16:
+        return ["the Triton interpreter has no bfloat16"]
+    return []
+
+
+def _resolve(backend: str, device: str, dtype: torch.dtype) -> str:
+    dev = torch.device(device)
+    order = _ORDER.get(dev.type, ("torch",))
+    return _backends.select_backend(_OP, backend, dev, order, lambda name: _op_reasons(name, dtype, dev.type))
+
+
+# Under torch.compile the choice is made once, at trace time, and baked into the graph: Dynamo must not
+# trace the registry itself (it imports the extension and reads the environment).
+_resolve_traced = torch._dynamo.assume_constant_result(_resolve)
+
+
+def resolve_backend(base: torch.Tensor, backend: str = "auto") -> str:
+    """The backend :func:`fused_exchange` would use for ``base``'s device and dtype (raises when an explicit
+    ``backend`` cannot run it)."""
+    if torch.compiler.is_compiling():
+        return _resolve_traced(backend, str(base.device), base.dtype)
+    return _resolve(backend, str(base.device), base.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Autograd and fake kernels, shared by the C++ op and the Triton op
+
+
+def _memory_format(t: torch.Tensor) -> torch.memory_format:
+    """The op's output layout: channels_last when ``t`` is strictly channels_last dense, else contiguous."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _fake_forward(base, lows, weights, biases, relu):
+    # the same checks as the kernels, so tracing (torch.compile, meta tensors) rejects what they reject
+    _check_args(base, list(lows), [None if _absent(w) else w for w in weights], [None if _absent(b) else b for b in biases])
+    return torch.empty_like(base, memory_format=_memory_format(base))
+
+
+def _fake_backward(grad_out, out, lows, relu):
+    fmt = _memory_format(out)
+    N, C = out.shape[0], out.shape[1]
+    gb = torch.empty_like(out, memory_format=fmt)
+    return gb, [
+        torch.empty((N, C, low.shape[2], low.shape[3]), dtype=out.dtype, device=out.device, memory_format=fmt)
+        for low in lows
+    ]
+
+
+def _absent(t: torch.Tensor) -> bool:
+    """An empty 1-d tensor stands for None in the ops' weights/biases lists (see _placeholders)."""
+    return t.dim() == 1 and t.numel() == 0
+
+
+def _placeholders(base: torch.Tensor, ts: Sequence[Optional[torch.Tensor]]) -> List[torch.Tensor]:
+    """Replace None by an empty (0,) tensor. The ops take Tensor[] rather than Tensor?[]: torch.library's
+    autograd registration treats a list holding None as a constant and would route no gradient into it."""
+    empty = base.new_empty((0,))
+    return [empty if t is None else t for t in ts]
+
+
+def _setup_context(ctx, inputs, output):
+    base, lows, weights, biases, relu = inputs
+    ctx.relu = relu
+    ctx.n_low = len(lows)
+    ctx.has_w = [not _absent(w) for w in weights]
+    ctx.has_b = [not _absent(b) for b in biases]
+    ctx.save_for_backward(output, *lows, *[w for w in weights if not _absent(w)])
+
+
+def _conv1x1_grads(g: torch.Tensor, low: torch.Tensor, w: torch.Tensor):
+    """Gradients of the 1x1 conv at low resolution: W^T G (N, C_j, h, w) and sum_n G_n low_n^T (C, C_j),
+    as GEMMs on views of the tensors' own layout (no transposing copies)."""
+    n, c, h, wd = g.shape
+    cj = low.shape[1]
+    if _memory_format(g) == torch.channels_last and _memory_format(low) == torch.channels_last:
+        g_rows = g.permute(0, 2, 3, 1).reshape(n * h * wd, c)  # views of NHWC memory
+        low_rows = low.permute(0, 2, 3, 1).reshape(n * h * wd, cj)
+        return (g_rows @ w).view(n, h, wd, cj).permute(0, 3, 1, 2), g_rows.t() @ low_rows
+    g3 = g.reshape(n, c, h * wd)
+    low3 = low.reshape(n, cj, h * wd)
+    return torch.matmul(w.t(), g3).view(n, cj, h, wd), torch.bmm(g3, low3.transpose(1, 2)).sum(0)
+
+
+def _make_backward(backward_op):
+    def _backward(ctx, grad):
+        out, *rest = ctx.saved_tensors
+        lows, ws = rest[: ctx.n_low], iter(rest[ctx.n_low:])
+        grad_base, pooled = backward_op(grad, out, lows, ctx.relu)
+        g_lows, g_ws, g_bs = [], [], []
+        for low, g, has_w, has_b in zip(lows, pooled, ctx.has_w, ctx.has_b):
+            if has_w:
+                g_low, g_w = _conv1x1_grads(g, low, next(ws))
+                g_lows.append(g_low)
+                g_ws.append(g_w)
+            else:
+                g_lows.append(g)
+                g_ws.append(None)
+            g_bs.append(g.sum(dim=(0, 2, 3)) if has_b else None)
+        return grad_base, g_lows, g_ws, g_bs, None
+
+    return _backward
+
+
+# The C++ op (CPU and CUDA kernels), when the extension is built.
+_cpp_registered = False
+if _backends.extension() is not None and hasattr(torch.ops.hrnet_fast, "fused_exchange"):
+    torch.library.register_fake("hrnet_fast::fused_exchange")(_fake_forward)
+    torch.library.register_fake("hrnet_fast::fused_exchange_backward")(_fake_backward)
+    torch.library.register_autograd(
+        "hrnet_fast::fused_exchange",
+        _make_backward(lambda g, o, lows, relu: torch.ops.hrnet_fast.fused_exchange_backward(g, o, lows, relu)),
+        setup_context=_setup_context,
+    )
+    _cpp_registered = True
+
+
+# The Triton op. custom_op (not triton_op) because fake tracing of triton_op fails under the interpreter.
+@torch.library.custom_op("hrnet_fast::fused_exchange_triton", mutates_args=())
+def _triton_forward(
+    base: torch.Tensor,
+    lows: List[torch.Tensor],
+    weights: List[torch.Tensor],
+    biases: List[torch.Tensor],
+    relu: bool,
+) -> torch.Tensor:
+    ws = [None if _absent(w) else w for w in weights]
+    bs = [None if _absent(b) else b for b in biases]
+    return _backends.triton_kernels("fused_exchange").forward(base, lows, ws, bs, relu)
+
+
+@torch.library.custom_op("hrnet_fast::fused_exchange_triton_backward", mutates_args=())
+def _triton_backward(
+    grad_out: torch.Tensor, out: torch.Tensor, lows: List[torch.Tensor], relu: bool
+) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    return _backends.triton_kernels("fused_exchange").backward(grad_out, out, [tuple(low.shape) for low in lows], relu)
+
+
+_triton_forward.register_fake(_fake_forward)
+_triton_backward.register_fake(_fake_backward)
+_triton_forward.register_autograd(_make_backward(_triton_backward), setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The public function
+
+
+def fused_exchange(
+    base: torch.Tensor,
+    lows: Sequence[torch.Tensor],
+    weights: Weights = None,
+    biases: Weights = None,
+    relu: bool = True,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """``relu(base + sum_j nearest_upsample(weights[j] @ lows[j] + biases[j], s_j))``, fused.
+
+    Args:
+        base: (N, C, H, W), floating point; NCHW-contiguous or channels_last (other strides are copied).
+        lows: sequence of (N, C_j, H/s_j, W/s_j) tensors; s_j, derived from the shapes, is a power of two
+            >= 2, the same for height and width.
+        weights: None, or one entry per low: a (C, C_j) or (C, C_j, 1, 1) tensor (the 1x1 conv), or None
+            when that low already has C channels.
+        biases: None, or one entry per low: a (C,) tensor or None.
+        relu: apply the ReLU at the end.
+        backend: ``"auto"`` (the fastest available for the device: cpp on CPU, triton then cuda on
+            CUDA, else torch), ``"torch"``, ``"cpp"``, ``"cuda"`` or ``"triton"``.
+
+    All tensors share base's device and dtype. Returns (N, C, H, W) in base's dtype, channels_last when
+    base is channels_last. Differentiable with respect to base, lows, weights and biases.
+    """
+    lows, ws, bs = _check_args(base, lows, weights, biases)
+    relu = bool(relu)
+    name = resolve_backend(base, backend)
+    if name == "torch":
+        return fused_exchange_reference(base, lows, ws, bs, relu)
+    ws, bs = _placeholders(base, ws), _placeholders(base, bs)
+    if name == "triton":
+        return _triton_forward(base, lows, ws, bs, relu)
+    return torch.ops.hrnet_fast.fused_exchange(base, lows, ws, bs, relu)

@@ -1,0 +1,403 @@
+"""hrnet_fast.ops.fused_exchange: every backend against the torch reference, autograd, registration, errors.
+
+CPU runs cover torch, cpp and triton (under TRITON_INTERPRET=1, set by conftest.py; small shapes, the
+interpreter is slow). cuda and triton on CUDA tensors are gpu-marked and skipped without a GPU.
+Outputs are poisoned with NaN before every compiled kernel runs (HRNET_FAST_POISON_OUTPUTS=1), so an
+element a kernel fails to write fails the comparison.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import pytest
+import torch
+
+from hrnet_fast import _backends
+from hrnet_fast.ops import fused_exchange, fused_exchange_reference
+from hrnet_fast.ops.fused_exchange import resolve_backend
+
+HAS_EXT = _backends.extension() is not None
+needs_ext = pytest.mark.skipif(not HAS_EXT, reason=f"extension not built: {_backends.extension_error()}")
+needs_interp = pytest.mark.skipif(
+    torch.cuda.is_available() or not _backends.triton_interpreter() or _backends._triton_import_error() is not None,
+    reason="CPU Triton tests need the interpreter (TRITON_INTERPRET=1, no GPU)",
+)
+
+# (dtype, relative tolerance on the max error / max magnitude)
+TOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+
+
+@pytest.fixture(autouse=True)
+def _poison(monkeypatch):
+    monkeypatch.setenv("HRNET_FAST_POISON_OUTPUTS", "1")
+
+
+# A low input: (channels C_j or None for "C, no weight", scale s, has_bias)
+Spec = Tuple[Optional[int], int, bool]
+
+
+def make_inputs(n: int, c: int, h: int, w: int, specs: Sequence[Spec], dtype=torch.float32, device="cpu",
+                channels_last=False, seed=0):
+    """Fresh random base (n, c, h, w), lows, weights (scaled like a trained 1x1 conv) and biases."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype=dtype, device=device)
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    base = rnd(n, c, h, w).contiguous(memory_format=fmt)
+    lows, weights, biases = [], [], []
+    for cj, s, has_b in specs:
+        lows.append(rnd(n, cj or c, h // s, w // s).contiguous(memory_format=fmt))
+        weights.append(None if cj is None else rnd(c, cj, scale=1 / math.sqrt(cj)))
+        biases.append(rnd(c) if has_b else None)
+    return base, lows, weights, biases
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    if a.numel() == 0:
+        return 0.0
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+def assert_close_rel(got: torch.Tensor, want: torch.Tensor, tol: float, what: str):
+    assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
+    err = rel_err(got, want)
+    if not err <= tol:  # also catches NaN (an unwritten, poisoned element)
+        bad = ((got.double() - want.double()).abs() > tol * want.double().abs().max()) | got.isnan()
+        idx = bad.nonzero()[:5].tolist()
+        raise AssertionError(f"{what}: max error {err:.3g} relative to max > {tol:g}; first mismatches at {idx}")
+
+
+def grads(fn, base, lows, weights, biases, relu, seed=1):
+    """Output and the gradients of (out * R).sum() w.r.t. base, lows, weights, biases (leaves)."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in [base, *lows]]
+    ws = [None if t is None else t.detach().clone().requires_grad_(True) for t in weights]
+    bs = [None if t is None else t.detach().clone().requires_grad_(True) for t in biases]
+    out = fn(leaves[0], leaves[1:], ws, bs, relu)
+    r = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(out)
+    (out * r).sum().backward()
+    named = [("base", leaves[0])] + [(f"lows[{j}]", t) for j, t in enumerate(leaves[1:])]
+    named += [(f"weights[{j}]", t) for j, t in enumerate(ws) if t is not None]
+    named += [(f"biases[{j}]", t) for j, t in enumerate(bs) if t is not None]
+    return out.detach(), [(k, t.grad) for k, t in named]
+
+
+# Cases: (N, C, H, W, specs). W48-like channel counts (48/96/192) for the fast backends; smaller ones for
+# the interpreter. Odd counts (3, 5, 40) exercise the masks; s up to 8.
+CASES_FULL = {
+    "w48_branch0": (2, 48, 16, 12, [(96, 2, True), (192, 4, True), (None, 4, False)]),
+    "odd_channels": (1, 5, 8, 16, [(3, 2, True), (None, 8, True)]),
+    "no_bias_s8": (2, 16, 16, 8, [(40, 8, False)]),
+}
+CASES_SMALL = {
+    "mixed": (2, 24, 8, 12, [(40, 2, True), (None, 4, False)]),
+    "odd_channels": (1, 5, 8, 8, [(3, 2, True), (17, 8, False)]),
+}
+
+
+def _run(backend):
+    return lambda b, l, w, bi, relu: fused_exchange(b, l, w, bi, relu=relu, backend=backend)
+
+
+def _ref(b, l, w, bi, relu):
+    return fused_exchange_reference(b, l, w, bi, relu=relu)
+
+
+def check_against_reference(backend, device, dtype, channels_last, case, relu=True):
+    n, c, h, w, specs = case
+    inputs = make_inputs(n, c, h, w, specs, dtype=dtype, device=device, channels_last=channels_last)
+    out, g = grads(_run(backend), *inputs, relu)
+    # The reference in float64 (same inputs): the spec, with no rounding of its own to blur the check.
+    ref_inputs = [inputs[0].double(), [t.double() for t in inputs[1]],
+                  [None if t is None else t.double() for t in inputs[2]],
+                  [None if t is None else t.double() for t in inputs[3]]]
+    ref, rg = grads(_ref, *ref_inputs, relu)
+    tol = TOL[dtype]
+    assert out.dtype == dtype and out.device.type == torch.device(device).type
+    if channels_last:
+        assert out.is_contiguous(memory_format=torch.channels_last), "channels_last in, channels_last out"
+    assert_close_rel(out, ref, tol, f"{backend} output")
+    for (name, a), (_, b) in zip(g, rg):
+        assert_close_rel(a, b, tol * 4, f"{backend} grad {name}")  # backward sums s*s or C_j terms more
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("case", list(CASES_FULL), ids=list(CASES_FULL))
+def test_cpp_matches_reference(dtype, channels_last, case):
+    check_against_reference("cpp", "cpu", dtype, channels_last, CASES_FULL[case])
+
+
+@needs_ext
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_cpp_without_relu(channels_last):
+    check_against_reference("cpp", "cpu", torch.float32, channels_last, CASES_FULL["w48_branch0"], relu=False)
+
+
+@needs_interp
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("case", list(CASES_SMALL), ids=list(CASES_SMALL))
+def test_triton_interpreter_matches_reference(dtype, channels_last, case):
+    check_against_reference("triton", "cpu", dtype, channels_last, CASES_SMALL[case])
+
+
+@needs_interp
+def test_triton_interpreter_more_lows_than_one_launch():
+    # 4 lows > MAX_LOWS (3): launches chain, the ReLU only on the last
+    case = (1, 16, 16, 16, [(16, 2, True), (None, 4, False), (32, 8, True), (None, 16, True)])
+    check_against_reference("triton", "cpu", torch.float32, False, case)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_torch_backend_is_the_reference(channels_last):
+    n, c, h, w, specs = CASES_FULL["w48_branch0"]
+    inputs = make_inputs(n, c, h, w, specs, channels_last=channels_last)
+    assert torch.equal(fused_exchange(*inputs, backend="torch"), fused_exchange_reference(*inputs))
+    check_against_reference("torch", "cpu", torch.float32, channels_last, CASES_FULL["w48_branch0"])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("case", list(CASES_FULL), ids=list(CASES_FULL))
+def test_gpu_matches_reference(backend, dtype, channels_last, case):
+    check_against_reference(backend, "cuda", dtype, channels_last, CASES_FULL[case])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_many_lows_and_relu_off(backend):
+    case = (2, 32, 32, 64, [(16, 2, True), (None, 4, False), (64, 8, True), (None, 16, True), (8, 32, False)])
+    check_against_reference(backend, "cuda", torch.float32, False, case, relu=False)
+    check_against_reference(backend, "cuda", torch.float16, True, case)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_int64_offsets(backend):
+    # N*C*H*W > 2**31: compare the far corner (where 32-bit offsets would wrap) with the reference on a
+    # crop; nearest upsampling by s commutes with cropping at multiples of s.
+    n, c, h, w = 1, 32, 8192, 8256
+    assert n * c * h * w > 2**31
+    base = torch.randn(n, c, h, w, device="cuda", dtype=torch.float16)
+    low = torch.randn(n, 16, h // 2, w // 2, device="cuda", dtype=torch.float16)
+    wt = torch.randn(c, 16, device="cuda", dtype=torch.float16) / 4
+    out = fused_exchange(base, [low], [wt], None, backend=backend)
+    crop = fused_exchange_reference(base[..., -64:, -64:].float(), [low[..., -32:, -32:].float()], [wt.float()])
+    assert_close_rel(out[..., -64:, -64:], crop, TOL[torch.float16], f"{backend} far corner")
+    del out
+    torch.cuda.empty_cache()
+
+
+@pytest.mark.parametrize("backend", [
+    "torch",
+    pytest.param("cpp", marks=needs_ext),
+    pytest.param("triton", marks=needs_interp),
+])
+def test_edge_shapes(backend):
+    # empty batch, no lows at all, non-dense strides (a transposed-then-sliced view)
+    base, lows, ws, bs = make_inputs(0, 8, 8, 8, [(16, 2, True)])
+    out = fused_exchange(base, lows, ws, bs, backend=backend)
+    assert out.shape == (0, 8, 8, 8)
+    base = torch.randn(2, 8, 4, 4)
+    assert torch.equal(fused_exchange(base, [], backend=backend), torch.relu(base))
+    assert torch.equal(fused_exchange(base, [], relu=False, backend=backend), base)
+    big, lows, ws, bs = make_inputs(2, 8, 16, 16, [(16, 2, True)], seed=3)
+    strided = big.transpose(2, 3)[:, :, :, :]  # neither NCHW- nor NHWC-dense
+    low_strided = lows[0].transpose(2, 3)
+    got = fused_exchange(strided, [low_strided], ws, bs, backend=backend)
+    want = fused_exchange_reference(strided, [low_strided], ws, bs)
+    assert_close_rel(got, want, 1e-5, f"{backend} strided")
+
+
+@needs_ext
+def test_cpp_gradcheck_float64():
+    base, lows, ws, bs = make_inputs(1, 3, 4, 8, [(5, 2, True), (None, 4, True)], dtype=torch.float64)
+    # keep the ReLU kinks away from the finite-difference steps
+    base = base + torch.where(base >= 0, 0.5, -0.5).double()
+    leaves = [base, *lows, ws[0], bs[0], bs[1]]
+    for t in leaves:
+        t.requires_grad_(True)
+
+    def fn(b, l0, l1, w0, b0, b1):
+        return fused_exchange(b, [l0, l1], [w0, None], [b0, b1], backend="cpp")
+
+    assert torch.autograd.gradcheck(fn, tuple(leaves), eps=1e-6, atol=1e-8)
+    # and the channels_last path
+    cl = [t.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True) if t.dim() == 4
+          else t.detach().requires_grad_(True) for t in leaves]
+    assert torch.autograd.gradcheck(fn, tuple(cl), eps=1e-6, atol=1e-8)
+
+
+def test_torch_gradcheck_float64():
+    base, lows, ws, bs = make_inputs(1, 3, 4, 4, [(5, 2, True)], dtype=torch.float64)
+    base = base + torch.where(base >= 0, 0.5, -0.5).double()
+    leaves = [t.requires_grad_(True) for t in (base, lows[0], ws[0], bs[0])]
+    assert torch.autograd.gradcheck(
+        lambda b, l, w, bi: fused_exchange(b, [l], [w], [bi], backend="torch"), tuple(leaves), eps=1e-6, atol=1e-8)
+
+
+def _opcheck_args(device, dtype, channels_last):
+    base, lows, ws, bs = make_inputs(2, 16, 8, 8, [(24, 2, True), (None, 4, False)], dtype=dtype, device=device,
+                                     channels_last=channels_last)
+    empty = base.new_empty((0,))
+    ws = [empty if t is None else t for t in ws]
+    bs = [empty if t is None else t for t in bs]
+    for t in [base, *lows, ws[0], bs[0]]:
+        t.requires_grad_(True)
+    return base, lows, ws, bs
+
+
+@needs_ext
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_opcheck_cpp(channels_last):
+    base, lows, ws, bs = _opcheck_args("cpu", torch.float32, channels_last)
+    torch.library.opcheck(torch.ops.hrnet_fast.fused_exchange.default, (base, lows, ws, bs, True))
+    out = torch.ops.hrnet_fast.fused_exchange(base, lows, ws, bs, True).detach()
+    grad = torch.randn_like(out)
+    torch.library.opcheck(torch.ops.hrnet_fast.fused_exchange_backward.default, (grad, out, [t.detach() for t in lows], True))
+
+
+@needs_interp
+def test_opcheck_triton_interpreter():
+    base, lows, ws, bs = _opcheck_args("cpu", torch.float32, False)
+    torch.library.opcheck(torch.ops.hrnet_fast.fused_exchange_triton.default, (base, lows, ws, bs, True))
+    out = torch.ops.hrnet_fast.fused_exchange_triton(base, lows, ws, bs, True).detach()
+    torch.library.opcheck(torch.ops.hrnet_fast.fused_exchange_triton_backward.default,
+                          (torch.randn_like(out), out, [t.detach() for t in lows], True))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("op", ["fused_exchange", "fused_exchange_triton"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_opcheck_gpu(op, channels_last):
+    base, lows, ws, bs = _opcheck_args("cuda", torch.float32, channels_last)
+    torch.library.opcheck(getattr(torch.ops.hrnet_fast, op).default, (base, lows, ws, bs, True))
+
+
+@needs_ext
+def test_compile_op_fullgraph():
+    base, lows, ws, bs = make_inputs(2, 8, 8, 8, [(16, 2, True), (None, 4, False)])
+    leaves = [base.requires_grad_(True), lows[0].requires_grad_(True), ws[0].requires_grad_(True)]
+    fn = torch.compile(lambda b, l0, l1, w: fused_exchange(b, [l0, l1], [w, None], bs, backend="cpp"),
+                       fullgraph=True, backend="aot_eager")
+    out = fn(base, lows[0], lows[1], ws[0])
+    ref = fused_exchange_reference(base, lows, ws, bs)
+    assert_close_rel(out, ref, 1e-5, "compiled output")
+    g = torch.autograd.grad(out.sum(), leaves)
+    rg = torch.autograd.grad(ref.sum(), leaves)
+    for a, b in zip(g, rg):
+        assert_close_rel(a, b, 1e-5, "compiled grad")
+
+
+def test_auto_backend_selection():
+    x32 = torch.randn(1, 4, 4, 4)
+    assert resolve_backend(x32, "auto") == ("cpp" if HAS_EXT else "torch")
+    assert resolve_backend(x32.half(), "auto") == "torch"  # no CPU fp16 kernel: the reference
+    if HAS_EXT:
+        with pytest.raises(RuntimeError, match="cpp.*float16"):
+            fused_exchange(x32.half(), [], backend="cpp")
+    with pytest.raises(RuntimeError, match="cuda runs on CUDA tensors|built without CUDA|not be imported"):
+        fused_exchange(x32, [], backend="cuda")
+    with pytest.raises(ValueError, match="backend must be 'auto' or one of"):
+        fused_exchange(x32, [], backend="fast")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bad input: the Python checks (every backend), then the C++ checks reached directly.
+
+def _bad_cases():
+    def inputs(**kw):
+        base = torch.randn(2, 8, 8, 8)
+        low = torch.randn(2, 4, 4, 4)
+        w = torch.randn(8, 4)
+        b = torch.randn(8)
+        d = dict(base=base, lows=[low], weights=[w], biases=[b])
+        d.update(kw)
+        return d
+
+    return {
+        "batch": (inputs(lows=[torch.randn(3, 4, 4, 4)]), ValueError, r"lows\[0\] has batch size 3 but base has 2"),
+        "channels_no_weight": (inputs(weights=[None]), ValueError, r"lows\[0\] has 4 channels but base has 8"),
+        "not_multiple": (inputs(lows=[torch.randn(2, 4, 3, 3)]), ValueError, r"lows\[0\] spatial size 3x3"),
+        "not_pow2": (inputs(base=torch.randn(2, 8, 12, 12), lows=[torch.randn(2, 4, 4, 4)]), ValueError,
+                     r"power of two >= 2, got 3"),
+        "scale_1": (inputs(lows=[torch.randn(2, 4, 8, 8)]), ValueError, r"power of two >= 2, got 1"),
+        "anisotropic": (inputs(lows=[torch.randn(2, 4, 4, 2)]), ValueError, r"same factor in height and width"),
+        "dtype": (inputs(lows=[torch.randn(2, 4, 4, 4, dtype=torch.float64)]), TypeError,
+                  r"lows\[0\] has dtype torch.float64 but base has dtype torch.float32"),
+        "device": (inputs(lows=[torch.randn(2, 4, 4, 4, device="meta")]), RuntimeError, r"lows\[0\] is on meta"),
+        "weight_shape": (inputs(weights=[torch.randn(8, 5)]), ValueError,
+                         r"weights\[0\] must have shape \(8, 4\) or \(8, 4, 1, 1\), got \(8, 5\)"),
+        "weight_dtype": (inputs(weights=[torch.randn(8, 4, dtype=torch.float64)]), TypeError, r"weights\[0\] has dtype"),
+        "bias_shape": (inputs(biases=[torch.randn(4)]), ValueError, r"biases\[0\] must have shape \(8,\)"),
+        "weights_count": (inputs(weights=[None, None]), ValueError, r"weights must have one entry .* got 2 for 1"),
+        "base_rank": (inputs(base=torch.randn(8, 8, 8)), ValueError, r"base must have shape \(N, C, H, W\)"),
+        "lows_tensor": (inputs(lows=torch.randn(2, 4, 4, 4)), TypeError, r"lows must be a list or tuple"),
+        "base_int": (inputs(base=torch.ones(2, 8, 8, 8, dtype=torch.int64)), TypeError, r"floating-point"),
+    }
+
+
+BAD = _bad_cases()
+
+
+@pytest.mark.parametrize("backend", [
+    "torch",
+    pytest.param("cpp", marks=needs_ext),
+    pytest.param("triton", marks=needs_interp),
+])
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_input_python(backend, case):
+    kwargs, exc, match = BAD[case]
+    with pytest.raises(exc, match=match):
+        fused_exchange(**kwargs, backend=backend)
+
+
+@needs_ext
+@pytest.mark.parametrize("case", [k for k in BAD if k not in ("lows_tensor", "weights_count")])
+def test_bad_input_cpp_checks(case):
+    # The op checks again when called directly, bypassing the Python wrapper: TORCH_CHECK in C++
+    # (RuntimeError), or, for the meta tensor of the "device" case, the fake kernel the dispatcher picks.
+    kwargs, _, match = BAD[case]
+    base = kwargs["base"]
+    empty = base.new_empty((0,))
+    ws = [empty if w is None else w for w in kwargs["weights"]]
+    bs = [empty if b is None else b for b in kwargs["biases"]]
+    exc = RuntimeError if case != "device" else (RuntimeError, TypeError, ValueError)
+    with pytest.raises(exc, match=match.replace(r"\(8, 5\)", r"\[8, 5\]").replace(r"torch.float64", "Double")
+                       .replace(r"torch.float32", "Float").replace("floating-point", "floating-point|Long")
+                       .replace(r"\(N, C, H, W\)", r"\(N, C, H, W\)").replace(r"\(8,\)", r"\(8\)")):
+        torch.ops.hrnet_fast.fused_exchange(base, kwargs["lows"], ws, bs, True)
+
+
+@needs_ext
+def test_bad_input_cpp_backward_and_dtype():
+    out = torch.randn(2, 8, 8, 8)
+    with pytest.raises(RuntimeError, match="grad_out has shape"):
+        torch.ops.hrnet_fast.fused_exchange_backward(torch.randn(2, 8, 8, 4), out, [torch.randn(2, 8, 4, 4)], True)
+    with pytest.raises(RuntimeError, match="power of two"):
+        torch.ops.hrnet_fast.fused_exchange_backward(torch.randn_like(out), out, [torch.randn(2, 8, 8, 8)], True)
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        torch.ops.hrnet_fast.fused_exchange(out.half(), [], [], [], True)
+
+
+@needs_interp
+def test_poisoned_outputs_show_unwritten_elements(monkeypatch):
+    # The poison hook itself: with the forward kernel's launch skipped, every element stays NaN, so the
+    # comparisons above would fail on any element a kernel does not write.
+    mod = _backends.triton_kernels("fused_exchange")
+
+    class _NoLaunch:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: None
+
+    monkeypatch.setattr(mod, "_exchange_fwd_kernel", _NoLaunch())
+    base, lows, ws, bs = make_inputs(1, 16, 4, 4, [(16, 2, True)])
+    assert fused_exchange(base, lows, ws, bs, backend="triton").isnan().all()
