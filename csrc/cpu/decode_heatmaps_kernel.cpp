@@ -12,6 +12,10 @@
 #include <limits>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "decode_heatmaps.h"
 
 namespace hrnet_fast {
@@ -33,31 +37,56 @@ struct Params {
   float* maxvals;
 };
 
-// Max of a row, 8 independent lanes so the compiler vectorises it; `bad` is set when the row holds a
-// NaN or an infinity (v - v is NaN then), and the caller then rescans that row exactly.
-inline float row_max(const float* r, int64_t W, bool& bad) {
+// Max of n contiguous floats; `nan` is set when one of them is NaN (NaNs are skipped by the max).
+// SSE2 (every x86-64) with four 4-lane accumulators; a scalar loop elsewhere.
+inline float span_max(const float* r, int64_t n, bool& nan) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  float m[8] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
-  float z[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float best = kNegInf;
+  bool any_nan = false;
   int64_t x = 0;
-  for (; x + 8 <= W; x += 8) {
-    for (int j = 0; j < 8; ++j) {
-      const float v = r[x + j];
-      m[j] = v > m[j] ? v : m[j];
-      z[j] += v - v;
+#if defined(__SSE2__)
+  if (n >= 16) {
+    __m128 m0 = _mm_set1_ps(kNegInf), m1 = m0, m2 = m0, m3 = m0;
+    __m128 u = _mm_setzero_ps();
+    for (; x + 16 <= n; x += 16) {
+      const __m128 a = _mm_loadu_ps(r + x), b = _mm_loadu_ps(r + x + 4);
+      const __m128 c = _mm_loadu_ps(r + x + 8), d = _mm_loadu_ps(r + x + 12);
+      // maxps(v, m) returns m when v is NaN: NaNs never win; cmpunord records them.
+      m0 = _mm_max_ps(a, m0);
+      m1 = _mm_max_ps(b, m1);
+      m2 = _mm_max_ps(c, m2);
+      m3 = _mm_max_ps(d, m3);
+      u = _mm_or_ps(u, _mm_or_ps(_mm_cmpunord_ps(a, b), _mm_cmpunord_ps(c, d)));
     }
+    const __m128 m = _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3));
+    alignas(16) float lanes[4];
+    _mm_store_ps(lanes, m);
+    for (int j = 0; j < 4; ++j) best = lanes[j] > best ? lanes[j] : best;
+    any_nan = _mm_movemask_ps(u) != 0;
   }
-  float best = kNegInf, zz = 0.f;
-  for (int j = 0; j < 8; ++j) {
-    best = m[j] > best ? m[j] : best;
-    zz += z[j];
-  }
-  for (; x < W; ++x) {
+#endif
+  for (; x < n; ++x) {
     best = r[x] > best ? r[x] : best;
-    zz += r[x] - r[x];
+    any_nan = any_nan || std::isnan(r[x]);
   }
-  bad = !(zz == 0.f);
+  nan = any_nan;
   return best;
+}
+
+// Index of the first element equal to v (n if none).
+inline int64_t first_equal(const float* r, int64_t n, float v) {
+  int64_t x = 0;
+#if defined(__SSE2__)
+  const __m128 vv = _mm_set1_ps(v);
+  for (; x + 4 <= n; x += 4) {
+    const int mask = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(r + x), vv));
+    if (mask != 0) return x + __builtin_ctz(static_cast<unsigned>(mask));
+  }
+#endif
+  for (; x < n; ++x) {
+    if (r[x] == v) return x;
+  }
+  return n;
 }
 
 template <typename T>
@@ -130,7 +159,7 @@ float blur(const float* img, float* tmp, float* out, int64_t H, int64_t W, const
 }
 
 struct Scratch {
-  std::vector<float> row, img, tmp, blurred;
+  std::vector<float> img, tmp, blurred;
 };
 
 template <typename T>
@@ -139,34 +168,29 @@ void decode_one(const Params& p, const T* hbase, const T* fbase, int64_t i, Scra
   Heatmap<T> hm{hbase + n * p.hs_n + k * p.hs_k, nullptr, &p};
   if (p.perm != nullptr) hm.f = fbase + n * p.fs_n + p.perm[k] * p.fs_k;
 
-  // Argmax: the first row whose maximum is strictly larger wins, then the first column in that row.
-  float best = -std::numeric_limits<float>::infinity();
-  int64_t by = 0;
-  bool nan = false;
-  for (int64_t y = 0; y < H && !nan; ++y) {
-    bool bad = false;
-    const float* r = hm.row(y, s.row.data());
-    const float m = row_max(r, W, bad);
-    if (bad) {
-      for (int64_t x = 0; x < W; ++x) nan = nan || std::isnan(r[x]);
+  // Argmax over a contiguous fp32 view of the (merged) heatmap: the input itself when it already is
+  // one, else a per-thread buffer filled row by row (fp16/bf16 conversion, flip merge).
+  const float* img;
+  if (std::is_same<T, float>::value && hm.f == nullptr && (p.hs_h == W || H == 1)) {
+    img = reinterpret_cast<const float*>(hm.h);
+  } else {
+    float* buf = s.img.data();
+    for (int64_t y = 0; y < H; ++y) {
+      const float* r = hm.row(y, buf + y * W);
+      if (r != buf + y * W) std::copy(r, r + W, buf + y * W);
     }
-    if (m > best) {
-      best = m;
-      by = y;
-    }
+    img = buf;
   }
-  int64_t bx = 0;
+  bool nan = false;
+  float best = span_max(img, H * W, nan);
+  int64_t idx = 0;
   if (nan) {
     best = std::numeric_limits<float>::quiet_NaN();
   } else {
-    const float* r = hm.row(by, s.row.data());
-    for (int64_t x = 0; x < W; ++x) {
-      if (r[x] == best) {
-        bx = x;
-        break;
-      }
-    }
+    idx = first_equal(img, H * W, best);  // the first maximum in row-major order wins ties
+    if (idx >= H * W) idx = 0;
   }
+  const int64_t by = idx / W, bx = idx % W;
   const bool pos = best > 0.f;  // false for NaN, as in the official code
   const int64_t ix = pos ? bx : 0, iy = pos ? by : 0;
   double px = static_cast<double>(ix), py = static_cast<double>(iy);
@@ -179,11 +203,7 @@ void decode_one(const Params& p, const T* hbase, const T* fbase, int64_t i, Scra
   } else if (p.method >= kDark && pos) {
     const bool dark = p.method == kDark;
     if (!dark || (ix > 1 && ix < W - 2 && iy > 1 && iy < H - 2)) {
-      for (int64_t y = 0; y < H; ++y) {
-        const float* r = hm.row(y, s.img.data() + y * W);
-        if (r != s.img.data() + y * W) std::copy(r, r + W, s.img.data() + y * W);
-      }
-      const float bmax = blur(s.img.data(), s.tmp.data(), s.blurred.data(), H, W, p.weights, p.ksize);
+      const float bmax = blur(img, s.tmp.data(), s.blurred.data(), H, W, p.weights, p.ksize);
       const float ratio = best / bmax;
       if (std::isfinite(ratio) && ratio > 0.f) {
         const float* B = s.blurred.data();
@@ -285,9 +305,8 @@ void decode_heatmaps_kernel(const at::Tensor& heatmaps, const std::optional<at::
     const scalar_t* f = flipped.has_value() ? flipped->data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
       Scratch s;
-      s.row.resize(p.W);
+      s.img.resize(hw);
       if (method >= kDark) {
-        s.img.resize(hw);
         s.tmp.resize(hw);
         s.blurred.resize(hw);
       }
