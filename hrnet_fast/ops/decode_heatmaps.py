@@ -433,7 +433,10 @@ def decode_heatmaps(
         flipped = _rows_contiguous(flipped)
     elif flip_pairs is not None:
         raise ValueError(f"{_OP}: flip_pairs was given without flipped heatmaps")
-    heatmaps = _rows_contiguous(heatmaps)
+    # Decoding has no gradient: detach so the custom ops never see inputs that require grad.
+    heatmaps = _rows_contiguous(heatmaps).detach()
+    if flipped is not None:
+        flipped = flipped.detach()
 
     name = _backends.select_backend(
         _OP, backend, device, _ORDER.get(device.type, ("torch",)), lambda b: _op_reasons(b, heatmaps, code)
