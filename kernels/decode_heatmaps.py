@@ -37,16 +37,16 @@ def _merged(hbase, fbase, y, x, hs_h, fs_h, mask, other, W: tl.constexpr, FLIP: 
 
 @triton.jit
 def _back_transform(px, py, n, center_ptr, scale_ptr, H: tl.constexpr, W: tl.constexpr, UDP: tl.constexpr):
-    """Official inverse affine (rotation 0), or the UDP one; fp64 as the reference."""
+    """Official inverse affine (rotation 0), or the UDP one; fp64 as the reference.
+
+    (H - 1 and W - 1 are at least 1 for UDP: the launcher sends H, W >= 2 there, see _udp_dims.)"""
     cx = tl.load(center_ptr + 2 * n).to(tl.float64)
     cy = tl.load(center_ptr + 2 * n + 1).to(tl.float64)
     s0 = tl.load(scale_ptr + 2 * n).to(tl.float64)
     s1 = tl.load(scale_ptr + 2 * n + 1).to(tl.float64)
     if UDP:
-        wm1 = max(W - 1, 1)
-        hm1 = max(H - 1, 1)
-        px = px / wm1 * 200.0 * s0 + cx - 100.0 * s0
-        py = py / hm1 * 200.0 * s1 + cy - 100.0 * s1
+        px = px / (W - 1) * 200.0 * s0 + cx - 100.0 * s0
+        py = py / (H - 1) * 200.0 * s1 + cy - 100.0 * s1
     else:
         fct = 200.0 * s0 / W
         px = cx + (px - W * 0.5) * fct
@@ -58,7 +58,7 @@ def _back_transform(px, py, n, center_ptr, scale_ptr, H: tl.constexpr, W: tl.con
 def _argmax_quarter_kernel(
     h_ptr, f_ptr, perm_ptr, center_ptr, scale_ptr, coords_ptr, maxv_ptr,
     K, hs_n, hs_k, hs_h, fs_n, fs_k, fs_h,
-    H: tl.constexpr, W: tl.constexpr, BLOCK: tl.constexpr,
+    H: tl.constexpr, W: tl.constexpr, HW: tl.constexpr, BLOCK: tl.constexpr,
     QUARTER: tl.constexpr, FLIP: tl.constexpr, SHIFT: tl.constexpr, HAS_BOX: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -68,7 +68,6 @@ def _argmax_quarter_kernel(
     fbase = f_ptr
     if FLIP:
         fbase = f_ptr + n * fs_n + tl.load(perm_ptr + k) * fs_k
-    HW: tl.constexpr = H * W
     offs = tl.arange(0, BLOCK)
     best = -float("inf")
     best_idx = 0
@@ -127,7 +126,8 @@ def _pick(B, rows, cols, y, x):
 def _dark_udp_kernel(
     h_ptr, f_ptr, perm_ptr, center_ptr, scale_ptr, w_ptr, coords_ptr, maxv_ptr,
     K, hs_n, hs_k, hs_h, fs_n, fs_k, fs_h,
-    H: tl.constexpr, W: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, KS: tl.constexpr,
+    H: tl.constexpr, W: tl.constexpr, HD: tl.constexpr, WD: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+    KS: tl.constexpr, R: tl.constexpr,
     UDP: tl.constexpr, FLIP: tl.constexpr, SHIFT: tl.constexpr, HAS_BOX: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -154,7 +154,6 @@ def _dark_udp_kernel(
     ix = best_idx % W
 
     # Zero-padded separable blur: T = X @ Gw^T (rows), B = Gh @ T (columns), as OpenCV filters.
-    R: tl.constexpr = KS // 2
     X = tl.where(inb & (v == v), v, 0.0)
     ci = tl.arange(0, BW)[:, None]
     cj = tl.arange(0, BW)[None, :]
@@ -232,7 +231,8 @@ def _dark_udp_kernel(
         px = px - tl.where(use, (d * gx - b * gy) / det, 0.0)
         py = py - tl.where(use, (-b * gx + a * gy) / det, 0.0)
     if HAS_BOX:
-        px, py = _back_transform(px, py, n, center_ptr, scale_ptr, H, W, UDP)
+        # HD, WD: the sizes the transform divides by (for UDP at least 2, so H-1, W-1 >= 1: see launcher)
+        px, py = _back_transform(px, py, n, center_ptr, scale_ptr, HD, WD, UDP)
     tl.store(coords_ptr + 2 * pid, px.to(tl.float32))
     tl.store(coords_ptr + 2 * pid + 1, py.to(tl.float32))
     tl.store(maxv_ptr + pid, best)
@@ -270,7 +270,8 @@ def decode_heatmaps(heatmaps, flipped, flip_perm, center, scale, method, shift, 
             _dark_udp_kernel[grid](
                 heatmaps, f, perm, cptr, sptr, blur_weights, coords, maxvals,
                 k, hs[0], hs[1], hs[2], fs[0], fs[1], fs[2],
-                H=h, W=w, BH=_pow2_at_least(h, 16), BW=_pow2_at_least(w, 16), KS=blur_weights.shape[0],
+                H=h, W=w, HD=max(h, 2) if method == _METHOD_UDP else h, WD=max(w, 2) if method == _METHOD_UDP else w,
+                BH=_pow2_at_least(h, 16), BW=_pow2_at_least(w, 16), KS=blur_weights.shape[0], R=blur_weights.shape[0] // 2,
                 UDP=method == _METHOD_UDP, FLIP=flip, SHIFT=bool(shift), HAS_BOX=box,
                 num_warps=8 if max(h, w) > 64 else 4,
             )
@@ -279,7 +280,7 @@ def decode_heatmaps(heatmaps, flipped, flip_perm, center, scale, method, shift, 
             _argmax_quarter_kernel[grid](
                 heatmaps, f, perm, cptr, sptr, coords, maxvals,
                 k, hs[0], hs[1], hs[2], fs[0], fs[1], fs[2],
-                H=h, W=w, BLOCK=block,
+                H=h, W=w, HW=h * w, BLOCK=block,
                 QUARTER=method == _METHOD_QUARTER, FLIP=flip, SHIFT=bool(shift), HAS_BOX=box,
                 num_warps=8 if block >= 4096 else 4,
             )
