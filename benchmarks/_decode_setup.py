@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 import sys
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,6 +21,15 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 K = 17
 
 
+class Inputs(NamedTuple):
+    heatmaps: torch.Tensor  # (N, 17, H, W) on the device
+    flipped: torch.Tensor  # (N, 17, H, W): heatmaps of the flipped crops
+    center_np: np.ndarray  # (N, 2) float32, what the official code takes
+    scale_np: np.ndarray
+    center: torch.Tensor  # (N, 2) on the device
+    scale: torch.Tensor
+
+
 def make_inputs(n, h, w, dtype, device, seed=0):
     """Noisy Gaussian heatmaps (as a model outputs) and official-convention boxes."""
     g = torch.Generator().manual_seed(seed)
@@ -28,31 +38,34 @@ def make_inputs(n, h, w, dtype, device, seed=0):
     ys = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
     xs = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
     hm = torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 8.0) + 0.01 * torch.randn(n, K, h, w, generator=g)
+    # The "flipped-crop" heatmaps of the flip test: another batch of the same kind (the batch reversed).
+    flipped = hm.flip(0).contiguous()
     center = (torch.rand(n, 2, generator=g) * 400 + 50).numpy()
     s0 = torch.rand(n, generator=g).numpy() * 2 + 0.5
     scale = np.stack([s0, s0 * h / w], -1).astype(np.float32)
-    return (hm.to(device=device, dtype=dtype), center.astype(np.float32), scale,
-            torch.from_numpy(center).to(device), torch.from_numpy(scale).to(device))
+    return Inputs(hm.to(device=device, dtype=dtype), flipped.to(device=device, dtype=dtype), center.astype(np.float32),
+                  scale, torch.from_numpy(center).to(device), torch.from_numpy(scale).to(device))
 
 
-def _official(m, hm, c, s, ct, st):
+def _official(m, x):
     if m == "flip_quarter":  # validate(): merge (host round trip of the flipped maps), then decode
-        return official_decode(official_flip_merge(hm, hm.flip(0), hrnet_fast.COCO_FLIP_PAIRS), c, s)
-    return official_decode(hm, c, s, post_process=(m == "quarter"))
+        merged = official_flip_merge(x.heatmaps, x.flipped, hrnet_fast.COCO_FLIP_PAIRS)
+        return official_decode(merged, x.center_np, x.scale_np)
+    return official_decode(x.heatmaps, x.center_np, x.scale_np, post_process=(m == "quarter"))
 
 
 def _ours(backend):
-    def run(m, hm, c, s, ct, st):
-        if m == "flip_quarter":  # the merge fused into the decode (the flipped maps: the batch reversed)
-            return hrnet_fast.decode_heatmaps(hm, ct, st, flipped=hm.flip(0), flip_pairs=hrnet_fast.COCO_FLIP_PAIRS,
-                                              backend=backend)
-        return hrnet_fast.decode_heatmaps(hm, ct, st, method=m, backend=backend)
+    def run(m, x):
+        if m == "flip_quarter":  # the merge fused into the decode
+            return hrnet_fast.decode_heatmaps(x.heatmaps, x.center, x.scale, flipped=x.flipped,
+                                              flip_pairs=hrnet_fast.COCO_FLIP_PAIRS, backend=backend)
+        return hrnet_fast.decode_heatmaps(x.heatmaps, x.center, x.scale, method=m, backend=backend)
 
     return run
 
 
 def providers(device):
-    """name -> callable(method, heatmaps, center_np, scale_np, center_t, scale_t) -> (coords, maxvals).
+    """name -> callable(method, inputs: Inputs) -> (coords, maxvals).
 
     ``method`` is argmax/quarter/dark/udp, or ``flip_quarter`` (flip merge + quarter decode). The numpy
     baseline implements the official methods only (argmax, quarter, flip_quarter)."""

@@ -12,15 +12,17 @@ PROVIDERS = providers(DEVICE)
 
 
 @pytest.mark.parametrize("provider", list(PROVIDERS))
+@pytest.mark.parametrize("method", ["quarter", "flip_quarter"])
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_decode_quarter(benchmark, provider, dtype, batch, shape):
-    hm, c, s, ct, st = make_inputs(batch, shape[0], shape[1], DTYPES[dtype], DEVICE)
+def test_decode_official(benchmark, provider, method, dtype, batch, shape):
+    """The official decode (quarter), alone and with the flip-test merge."""
+    x = make_inputs(batch, shape[0], shape[1], DTYPES[dtype], DEVICE)
     fn = PROVIDERS[provider]
 
     def run():
-        out = fn("quarter", hm, c, s, ct, st)
+        out = fn(method, x)
         if DEVICE == "cuda":
             torch.cuda.synchronize()
         return out
@@ -33,11 +35,11 @@ def test_decode_quarter(benchmark, provider, dtype, batch, shape):
 @pytest.mark.parametrize("provider", [p for p in PROVIDERS if p != "numpy_official"])
 @pytest.mark.parametrize("method", ["dark", "udp"])
 def test_decode_dark_udp(benchmark, provider, method):
-    hm, c, s, ct, st = make_inputs(64, 64, 48, torch.float32, DEVICE)
+    x = make_inputs(64, 64, 48, torch.float32, DEVICE)
     fn = PROVIDERS[provider]
 
     def run():
-        out = fn(method, hm, c, s, ct, st)
+        out = fn(method, x)
         if DEVICE == "cuda":
             torch.cuda.synchronize()
         return out

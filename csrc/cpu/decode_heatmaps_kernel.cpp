@@ -12,8 +12,13 @@
 #include <limits>
 #include <vector>
 
+#include <cstring>
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
 #endif
 
 #include "decode_heatmaps.h"
@@ -89,6 +94,46 @@ inline int64_t first_equal(const float* r, int64_t n, float v) {
   return n;
 }
 
+// fp16/bf16 rows to fp32. fp16 uses F16C (8 per instruction) where the CPU has it, chosen at run time
+// so the extension still runs on CPUs without it; bf16 is a 16-bit shift.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx,f16c"))) void half_to_float_f16c(const uint16_t* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+  }
+  for (; i < n; ++i) d[i] = _cvtsh_ss(s[i]);
+}
+const bool kHasF16C = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+#endif
+
+template <typename T>  // any other type the dispatch macro instantiates (never called: checked dtypes)
+inline const float* to_float_row(const T* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
+  return dst;
+}
+
+inline const float* to_float_row(const float* src, float*, int64_t) { return src; }
+
+inline const float* to_float_row(const c10::Half* src, float* dst, int64_t n) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  if (kHasF16C) {
+    half_to_float_f16c(reinterpret_cast<const uint16_t*>(src), dst, n);
+    return dst;
+  }
+#endif
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
+  return dst;
+}
+
+inline const float* to_float_row(const c10::BFloat16* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(src[i].x) << 16;
+    std::memcpy(dst + i, &bits, sizeof(float));
+  }
+  return dst;
+}
+
 template <typename T>
 struct Heatmap {
   const T* h;
@@ -96,24 +141,21 @@ struct Heatmap {
   const Params* p;
 
   // Row y as floats: a pointer into the input when no conversion is needed, else `buf`.
-  const float* row(int64_t y, float* buf) const {
+  // Row y as floats: a pointer into the input when no conversion is needed, else `buf` (W floats);
+  // `fbuf` (W floats) holds the converted flipped row for fp16/bf16.
+  const float* row(int64_t y, float* buf, float* fbuf) const {
     const int64_t W = p->W;
     const T* hr = h + y * p->hs_h;
-    if (f == nullptr) {
-      if constexpr (std::is_same<T, float>::value) {
-        return hr;
-      } else {
-        for (int64_t x = 0; x < W; ++x) buf[x] = static_cast<float>(hr[x]);
-        return buf;
-      }
-    }
-    // Official merge: out = (h + flip_back(f) shifted) * 0.5 in fp32.
-    const T* fr = f + y * p->fs_h;
+    const float* hv = to_float_row(hr, buf, W);
+    if (f == nullptr) return hv;
+    const float* fv = to_float_row(f + y * p->fs_h, fbuf, W);
+    // Official merge: out = (h + flip_back(f) shifted) * 0.5 in fp32 (buf may alias hv: same index).
     if (p->shift) {
-      buf[0] = (static_cast<float>(hr[0]) + static_cast<float>(fr[W - 1])) * 0.5f;
-      for (int64_t x = 1; x < W; ++x) buf[x] = (static_cast<float>(hr[x]) + static_cast<float>(fr[W - x])) * 0.5f;
+      const float f0 = fv[W - 1];
+      for (int64_t x = W - 1; x >= 1; --x) buf[x] = (hv[x] + fv[W - x]) * 0.5f;
+      buf[0] = (hv[0] + f0) * 0.5f;
     } else {
-      for (int64_t x = 0; x < W; ++x) buf[x] = (static_cast<float>(hr[x]) + static_cast<float>(fr[W - 1 - x])) * 0.5f;
+      for (int64_t x = 0; x < W; ++x) buf[x] = (hv[x] + fv[W - 1 - x]) * 0.5f;
     }
     return buf;
   }
@@ -159,7 +201,7 @@ float blur(const float* img, float* tmp, float* out, int64_t H, int64_t W, const
 }
 
 struct Scratch {
-  std::vector<float> img, tmp, blurred;
+  std::vector<float> img, frow, tmp, blurred;
 };
 
 template <typename T>
@@ -176,7 +218,7 @@ void decode_one(const Params& p, const T* hbase, const T* fbase, int64_t i, Scra
   } else {
     float* buf = s.img.data();
     for (int64_t y = 0; y < H; ++y) {
-      const float* r = hm.row(y, buf + y * W);
+      const float* r = hm.row(y, buf + y * W, s.frow.data());
       if (r != buf + y * W) std::copy(r, r + W, buf + y * W);
     }
     img = buf;
@@ -299,13 +341,16 @@ void decode_heatmaps_kernel(const at::Tensor& heatmaps, const std::optional<at::
   p.maxvals = maxvals.data_ptr<float>();
   const int64_t total = p.N * p.K, hw = p.H * p.W;
   // About 32K pixels per task for the argmax methods; DARK/UDP do ~30 flops a pixel more.
-  const int64_t grain = std::max<int64_t>(1, (method >= kDark ? 4096 : 32768) / std::max<int64_t>(hw, 1));
+  // Tasks of ~128K pixels for the argmax methods (tens of microseconds: a small batch stays on one
+  // thread instead of paying a fork/join); DARK/UDP do ~30 flops a pixel more.
+  const int64_t grain = std::max<int64_t>(1, (method >= kDark ? 4096 : 131072) / std::max<int64_t>(hw, 1));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, heatmaps.scalar_type(), "decode_heatmaps_cpu", [&] {
     const scalar_t* h = heatmaps.data_ptr<scalar_t>();
     const scalar_t* f = flipped.has_value() ? flipped->data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
       Scratch s;
       s.img.resize(hw);
+      s.frow.resize(p.W);
       if (method >= kDark) {
         s.tmp.resize(hw);
         s.blurred.resize(hw);

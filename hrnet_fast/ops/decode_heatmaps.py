@@ -41,6 +41,7 @@ back-transform in fp64), so the result equals the fp32 decode of ``heatmaps.floa
 from __future__ import annotations
 
 import math
+import operator
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -108,7 +109,7 @@ def _blur_weights(ksize: int, device: torch.device) -> torch.Tensor:
     key = (ksize, str(device))
     w = _weights_cache.get(key)
     if w is None:
-        w = torch.tensor(gaussian_kernel1d(ksize), dtype=torch.float32).to(device)
+        w = torch.tensor(gaussian_kernel1d(ksize), dtype=torch.float32).to(device, non_blocking=True)
         _weights_cache[key] = w
     return w
 
@@ -121,7 +122,7 @@ def _flip_perm(pairs: Tuple[Tuple[int, int], ...], num_joints: int, device: torc
         src = list(range(num_joints))
         for a, b in pairs:  # the official swaps, applied in order
             src[a], src[b] = src[b], src[a]
-        p = torch.tensor(src, dtype=torch.int64).to(device)
+        p = torch.tensor(src, dtype=torch.int64).to(device, non_blocking=True)
         _perm_cache[key] = p
     return p
 
@@ -159,8 +160,12 @@ def _normalize_pairs(flip_pairs, num_joints: int) -> Tuple[Tuple[int, int], ...]
     seen = set()
     out = []
     for p in pairs:
-        if len(p) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in p):
-            raise TypeError(f"{_OP}: every flip pair must be two ints, got {p!r}")
+        try:
+            if len(p) != 2 or any(isinstance(v, bool) for v in p):
+                raise TypeError
+            p = tuple(operator.index(v) for v in p)  # ints, numpy ints
+        except TypeError:
+            raise TypeError(f"{_OP}: every flip pair must be two ints, got {p!r}") from None
         for v in p:
             if not 0 <= v < num_joints:
                 raise ValueError(
@@ -180,10 +185,11 @@ def _check_box(name: str, v, n: int, device: torch.device) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
         if not (v.is_floating_point() or v.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"{_OP}: {name} must be a real tensor, got {v.dtype}")
-        t = v.to(device=device, dtype=torch.float32)
+        # non_blocking: a CPU box for CUDA heatmaps is copied without a host sync.
+        t = v.to(device=device, dtype=torch.float32, non_blocking=True)
     else:
         try:
-            t = torch.as_tensor(v, dtype=torch.float32).to(device)
+            t = torch.as_tensor(v, dtype=torch.float32).to(device, non_blocking=True)
         except Exception as exc:  # noqa: BLE001 - quote what the conversion said
             raise TypeError(f"{_OP}: {name} must be a tensor or array of shape (N, 2), got {type(v).__name__} ({exc})") from None
     if t.shape != (n, 2):
