@@ -59,7 +59,18 @@ __device__ __forceinline__ void warp_argmax(float& bv, int64_t& bi, bool& nan) {
   nan = __any_sync(0xffffffffu, nan);
 }
 
+__device__ __forceinline__ void consider(float x, int64_t i, float& bv, int64_t& bi, bool& nan) {
+  nan |= isnan(x);
+  if (x > bv) {  // strict, with each thread's indices increasing: its first maximum wins
+    bv = x;
+    bi = i;
+  }
+}
+
 // Scan one heatmap with `lane` of `nlanes` threads; returns this thread's running (max, first index).
+// Contiguous heatmaps whose start is 16-byte aligned and whose size is a multiple of 16 bytes take
+// 16-byte loads, four in flight per thread (the loads of one heatmap are few: latency, not bandwidth,
+// bounds a warp).
 template <typename T>
 __device__ void scan(const T* h, const T* f, const View& v, int lane, int nlanes, float& bv, int64_t& bi,
                      bool& nan) {
@@ -67,25 +78,35 @@ __device__ void scan(const T* h, const T* f, const View& v, int lane, int nlanes
   bi = INT64_MAX;
   nan = false;
   const int64_t HW = v.H * v.W;
-  if (!v.flip && v.hs_h == v.W) {
-    for (int64_t i = lane; i < HW; i += nlanes) {  // contiguous: coalesced flat loop
-      const float x = to_float(h[i]);
-      nan |= isnan(x);
-      if (x > bv) {  // strict: the first index of this thread's elements wins
-        bv = x;
-        bi = i;
+  constexpr int kVec = 16 / sizeof(T);
+  if (!v.flip && (v.hs_h == v.W || v.H == 1)) {
+    if (HW % kVec == 0 && (reinterpret_cast<uintptr_t>(h) & 15u) == 0) {
+      const uint4* hv = reinterpret_cast<const uint4*>(h);
+      const int64_t nv = HW / kVec;
+      int64_t j = lane;
+      for (; j + 3 * nlanes < nv; j += 4 * nlanes) {
+        uint4 pk[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) pk[u] = __ldg(hv + j + u * nlanes);
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const T* e = reinterpret_cast<const T*>(&pk[u]);
+#pragma unroll
+          for (int q = 0; q < kVec; ++q) consider(to_float(e[q]), (j + u * nlanes) * kVec + q, bv, bi, nan);
+        }
       }
+      for (; j < nv; j += nlanes) {
+        const uint4 pk = __ldg(hv + j);
+        const T* e = reinterpret_cast<const T*>(&pk);
+#pragma unroll
+        for (int q = 0; q < kVec; ++q) consider(to_float(e[q]), j * kVec + q, bv, bi, nan);
+      }
+    } else {
+      for (int64_t i = lane; i < HW; i += nlanes) consider(to_float(h[i]), i, bv, bi, nan);
     }
   } else {
     for (int64_t y = 0; y < v.H; ++y) {
-      for (int64_t x = lane; x < v.W; x += nlanes) {
-        const float val = merged_at(h, f, v, y, x);
-        nan |= isnan(val);
-        if (val > bv) {
-          bv = val;
-          bi = y * v.W + x;
-        }
-      }
+      for (int64_t x = lane; x < v.W; x += nlanes) consider(merged_at(h, f, v, y, x), y * v.W + x, bv, bi, nan);
     }
   }
 }
