@@ -259,12 +259,12 @@ def test_fp16_golden_argmax_where_unique(backend):
 # ----------------------------------------------------------------------------------------------------
 # Properties
 # ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["cpp", "torch"])
+@pytest.mark.parametrize("backend", ["cpp", "torch", "triton"])
 def test_dark_error_well_below_quarter(backend):
     """Noise-free Gaussians (sigma 2) with known sub-pixel centres away from the border."""
     _skip_unavailable(backend)
     g = torch.Generator().manual_seed(11)
-    n, k, h, w = 16, 17, 64, 48
+    n, k, h, w = (2 if backend == "triton" else 16), 17, 64, 48
     true = torch.stack([torch.rand(n, k, generator=g) * (w - 16) + 8, torch.rand(n, k, generator=g) * (h - 16) + 8], -1)
     ys = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
     xs = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
@@ -273,9 +273,10 @@ def test_dark_error_well_below_quarter(backend):
     for method in ("argmax", "quarter", "dark", "udp"):
         c, _ = hrnet_fast.decode_heatmaps(hm, method=method, backend=backend)
         err[method] = (c - true).norm(dim=-1).mean().item()
+    print(backend, err)
     assert err["quarter"] < err["argmax"]
-    assert err["dark"] < 0.25 * err["quarter"], err
-    assert err["udp"] < 0.25 * err["quarter"], err
+    assert err["dark"] < 0.05 * err["quarter"] and err["dark"] < 0.01, err  # measured: ~2e-4 vs ~0.19 px
+    assert err["udp"] < 0.05 * err["quarter"] and err["udp"] < 0.01, err
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
