@@ -13,6 +13,7 @@ from .checkpoint import CheckpointMismatchError, load_checkpoint, normalize_stat
 from .config import CONFIGS, ConfigError
 from .models.pose_hrnet import ExchangeUnit, PoseHighResolutionNet, pose_hrnet
 from .optimize import fold_batchnorm, optimize
+from .ops.decode_heatmaps import COCO_FLIP_PAIRS, MPII_FLIP_PAIRS, decode_heatmaps, flip_merge
 
 __version__ = "0.1.0"
 
@@ -28,4 +29,8 @@ __all__ = [
     "normalize_state_dict",
     "optimize",
     "pose_hrnet",
+    "COCO_FLIP_PAIRS",
+    "MPII_FLIP_PAIRS",
+    "decode_heatmaps",
+    "flip_merge",
 ]

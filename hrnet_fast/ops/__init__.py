@@ -1,1 +1,5 @@
+"""Public ops: one entry point each, ``backend="auto"`` by default; the torch reference beside each."""
+from .decode_heatmaps import COCO_FLIP_PAIRS, MPII_FLIP_PAIRS, decode_heatmaps, flip_merge  # noqa: F401
 from .fused_exchange import fused_exchange, fused_exchange_reference  # noqa: F401
+
+__all__ = ["COCO_FLIP_PAIRS", "MPII_FLIP_PAIRS", "decode_heatmaps", "flip_merge", "fused_exchange", "fused_exchange_reference"]
