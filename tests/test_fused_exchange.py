@@ -146,6 +146,15 @@ def test_triton_interpreter_matches_reference(dtype, channels_last, case):
     check_against_reference("triton", "cpu", dtype, channels_last, CASES_SMALL[case])
 
 
+@needs_ext
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_cpp_more_lows_than_one_pass(channels_last, relu):
+    # 5 lows > 3 (the kernels' single-pass limit): the extra ones are added before the ReLU
+    case = (2, 8, 32, 32, [(16, 2, True), (None, 4, False), (12, 8, True), (None, 16, True), (4, 32, False)])
+    check_against_reference("cpp", "cpu", torch.float32, channels_last, case, relu=relu)
+
+
 @needs_interp
 def test_triton_interpreter_more_lows_than_one_launch():
     # 4 lows > MAX_LOWS (3): launches chain, the ReLU only on the last
