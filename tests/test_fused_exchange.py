@@ -410,3 +410,24 @@ def test_poisoned_outputs_show_unwritten_elements(monkeypatch):
     monkeypatch.setattr(mod, "_exchange_fwd_kernel", _NoLaunch())
     base, lows, ws, bs = make_inputs(1, 16, 4, 4, [(16, 2, True)])
     assert fused_exchange(base, lows, ws, bs, backend="triton").isnan().all()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("case", ["batch", "not_pow2", "dtype", "weight_shape", "bias_shape", "anisotropic"])
+def test_bad_input_gpu(backend, case):
+    kwargs, exc, match = BAD[case]
+    moved = {k: (v.cuda() if isinstance(v, torch.Tensor) else [None if t is None else t.cuda() for t in v])
+             for k, v in kwargs.items()}
+    with pytest.raises(exc, match=match):
+        fused_exchange(**moved, backend=backend)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_mixed_devices_gpu(backend):
+    base = torch.randn(2, 8, 8, 8, device="cuda")
+    with pytest.raises(RuntimeError, match=r"lows\[0\] is on cpu but base is on cuda"):
+        fused_exchange(base, [torch.randn(2, 8, 4, 4)], backend=backend)
+    with pytest.raises(RuntimeError, match=r"weights\[0\] is on cpu"):
+        fused_exchange(base, [torch.randn(2, 4, 4, 4, device="cuda")], [torch.randn(8, 4)], backend=backend)
