@@ -19,7 +19,7 @@ in place; offsets are computed in int64 (tensors may exceed 2**31 elements).
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import triton

@@ -8,7 +8,7 @@ element a kernel fails to write fails the comparison.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import pytest
 import torch
