@@ -250,21 +250,26 @@ void backward_nhwc(const T* grad, const T* out, T* gb, const std::vector<T*>& po
         std::fill(first, first + (band >> l) * wj * C, T(0));
       }
       for (int64_t y = y0; y < y0 + band; ++y) {
-        for (int64_t x = 0; x < W; ++x) {
-          const int64_t off = (((n * H) + y) * W + x) * C;
-          const T* __restrict__ g = grad + off;
-          T* __restrict__ d = gb + off;
-          if (relu) {
-            const T* __restrict__ o = out + off;
+        // the mask over the whole image row (W * C contiguous values) in one vectorised loop, then each
+        // pixel's channel vector is added to its block's
+        const int64_t off = ((n * H) + y) * W * C;
+        const T* __restrict__ g = grad + off;
+        T* __restrict__ d = gb + off;
+        if (relu) {
+          const T* __restrict__ o = out + off;
 #pragma omp simd
-            for (int64_t c = 0; c < C; ++c) d[c] = relu_mask(g[c], o[c]);
-          } else {
-            for (int64_t c = 0; c < C; ++c) d[c] = g[c];
-          }
-          for (size_t j = 0; j < pooled.size(); ++j) {
-            const int64_t l = ls[j], hj = H >> l, wj = W >> l;
-            T* pp = pooled[j] + ((n * hj + (y >> l)) * wj + (x >> l)) * C;
-            for (int64_t c = 0; c < C; ++c) pp[c] += d[c];
+          for (int64_t i = 0; i < W * C; ++i) d[i] = relu_mask(g[i], o[i]);
+        } else {
+          std::copy(g, g + W * C, d);
+        }
+        for (size_t j = 0; j < pooled.size(); ++j) {
+          const int64_t l = ls[j], hj = H >> l, wj = W >> l;
+          T* __restrict__ pr = pooled[j] + (n * hj + (y >> l)) * wj * C;
+          for (int64_t x = 0; x < W; ++x) {
+            T* __restrict__ pp = pr + (x >> l) * C;
+            const T* __restrict__ dp = d + x * C;
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) pp[c] += dp[c];
           }
         }
       }
