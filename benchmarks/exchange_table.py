@@ -43,6 +43,7 @@ def parse():
                    help="default: torch cpp (CPU); torch compile cuda triton (GPU)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
     p.add_argument("--min-time", type=float, default=0.15, help="seconds per provider per round")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's default)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/exchange_<device>.json)")
     a = p.parse_args()
     a.batches = a.batches or ([1, 8, 64] if a.device == "cuda" else [1, 8])
@@ -64,6 +65,8 @@ def available(provider: str, device: str, dtype: torch.dtype) -> bool:
 
 def main():
     a = parse()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     info = device_info(a.device)
     print(f"# {info['device']} | torch {info['torch']} | commit {info['commit']}")
     rows = []

@@ -19,7 +19,7 @@ in place; offsets are computed in int64 (tensors may exceed 2**31 elements).
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import triton
@@ -143,8 +143,9 @@ def _block_sum_kernel(
     oc = offs_c.to(tl.int64)
     mask = mask_q[:, None] & (offs_c < C)[None, :]
     acc = tl.zeros((BLOCK_Q, BLOCK_C), dtype=tl.float32)
-    for dy in tl.static_range(S):
-        for dx in tl.static_range(S):
+    # loops, not static_range: s can be up to H (an unrolled 32x32 block would bloat compile time)
+    for dy in range(S):
+        for dx in range(S):
             off = n * g_sn + (yl * S + dy) * g_sh + (xl * S + dx) * g_sw
             acc += tl.load(g_ptr + off[:, None] + oc[None, :] * g_sc, mask=mask, other=0.0).to(tl.float32)
     tl.store(p_ptr + (n * p_sn + yl * p_sh + xl * p_sw)[:, None] + oc[None, :] * p_sc,

@@ -8,7 +8,7 @@ element a kernel fails to write fails the comparison.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import pytest
 import torch
@@ -144,6 +144,15 @@ def test_cpp_without_relu(channels_last):
 @pytest.mark.parametrize("case", list(CASES_SMALL), ids=list(CASES_SMALL))
 def test_triton_interpreter_matches_reference(dtype, channels_last, case):
     check_against_reference("triton", "cpu", dtype, channels_last, CASES_SMALL[case])
+
+
+@needs_ext
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_cpp_more_lows_than_one_pass(channels_last, relu):
+    # 5 lows > 3 (the kernels' single-pass limit): the extra ones are added before the ReLU
+    case = (2, 8, 32, 32, [(16, 2, True), (None, 4, False), (12, 8, True), (None, 16, True), (4, 32, False)])
+    check_against_reference("cpp", "cpu", torch.float32, channels_last, case, relu=relu)
 
 
 @needs_interp
@@ -401,3 +410,24 @@ def test_poisoned_outputs_show_unwritten_elements(monkeypatch):
     monkeypatch.setattr(mod, "_exchange_fwd_kernel", _NoLaunch())
     base, lows, ws, bs = make_inputs(1, 16, 4, 4, [(16, 2, True)])
     assert fused_exchange(base, lows, ws, bs, backend="triton").isnan().all()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("case", ["batch", "not_pow2", "dtype", "weight_shape", "bias_shape", "anisotropic"])
+def test_bad_input_gpu(backend, case):
+    kwargs, exc, match = BAD[case]
+    moved = {k: (v.cuda() if isinstance(v, torch.Tensor) else [None if t is None else t.cuda() for t in v])
+             for k, v in kwargs.items()}
+    with pytest.raises(exc, match=match):
+        fused_exchange(**moved, backend=backend)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_mixed_devices_gpu(backend):
+    base = torch.randn(2, 8, 8, 8, device="cuda")
+    with pytest.raises(RuntimeError, match=r"lows\[0\] is on cpu but base is on cuda"):
+        fused_exchange(base, [torch.randn(2, 8, 4, 4)], backend=backend)
+    with pytest.raises(RuntimeError, match=r"weights\[0\] is on cpu"):
+        fused_exchange(base, [torch.randn(2, 4, 4, 4, device="cuda")], [torch.randn(8, 4)], backend=backend)

@@ -145,6 +145,10 @@ def test_fold_cache_refreshes_when_parameters_change(golden):
             fl = mod.stage2[0].fuse_layers[0][1]
             fl[1].bias = torch.nn.Parameter(torch.randn_like(fl[1].bias, generator=torch.Generator().manual_seed(5)))
         assert rel(m(x), ref(x)) < 2e-6
+        # .double() swaps each parameter's .data (no version bump): the fold must follow
+        m.double()
+        ref.double()
+        assert rel(m(x.double()), ref(x.double())) < 1e-12
 
 
 def test_configure_and_fallback(golden):

@@ -32,37 +32,80 @@ inline T relu_keep_nan(T v) {
   return v < T(0) ? T(0) : v;
 }
 
+// o[x] = [relu](b[x] + e0[x] + ... ) over one contiguous row, J <= 3 addends, one vectorised pass.
+template <typename T, int J, bool RELU>
+void combine_flat(T* __restrict__ o, const T* __restrict__ b, const T* __restrict__ e0, const T* __restrict__ e1,
+                  const T* __restrict__ e2, int64_t len) {
+#pragma omp simd
+  for (int64_t x = 0; x < len; ++x) {
+    T v = b[x];
+    if (J > 0) v += e0[x];
+    if (J > 1) v += e1[x];
+    if (J > 2) v += e2[x];
+    o[x] = RELU ? relu_keep_nan(v) : v;
+  }
+}
+
+template <typename T>
+using FlatFn = void (*)(T*, const T*, const T*, const T*, const T*, int64_t);
+
+template <typename T>
+FlatFn<T> pick_flat(int j, bool relu) {
+  switch (j * 2 + (relu ? 1 : 0)) {
+    case 0: return combine_flat<T, 0, false>;
+    case 1: return combine_flat<T, 0, true>;
+    case 2: return combine_flat<T, 1, false>;
+    case 3: return combine_flat<T, 1, true>;
+    case 4: return combine_flat<T, 2, false>;
+    case 5: return combine_flat<T, 2, true>;
+    case 6: return combine_flat<T, 3, false>;
+    default: return combine_flat<T, 3, true>;
+  }
+}
+
 template <typename T>
 void forward_nchw(const T* base, T* out, const std::vector<const T*>& z, const std::vector<int64_t>& ls, int64_t N,
                   int64_t C, int64_t H, int64_t W, bool relu) {
-  // Each low row is expanded along x once (into a row buffer, reused for the s image rows that share
-  // it); the row pass is then plain vector adds: o = [relu](b + e_0 + e_1 + ...).
+  // Each low row is expanded along x once into a row buffer, reused for the s image rows that share it;
+  // the output row is then one vectorised pass o = [relu](b + e_0 + e_1 + e_2). More than 3 lows (not
+  // in HRNet) are added in place by extra passes before the ReLU.
   const size_t J = z.size();
+  const int first = static_cast<int>(std::min<size_t>(J, 3));
+  const bool extra = J > 3;
+  const FlatFn<T> head = pick_flat<T>(first, relu && !extra);
+  if (J == 0) {  // [relu](base): the rows of a chunk are one contiguous span
+    at::parallel_for(0, N * C * H, grain_for(W), [&](int64_t begin, int64_t end) {
+      head(out + begin * W, base + begin * W, nullptr, nullptr, nullptr, (end - begin) * W);
+    });
+    return;
+  }
   at::parallel_for(0, N * C * H, grain_for(W), [&](int64_t begin, int64_t end) {
-    std::vector<T> expanded(J * W);
+    std::vector<T> expanded(std::max<size_t>(J, 1) * W);
     std::vector<int64_t> cached(J, -1);  // which low row (plane * h_j + y_j) each buffer holds
     for (int64_t r = begin; r < end; ++r) {
       const int64_t plane = r / H, y = r - plane * H;
-      const T* __restrict__ b = base + r * W;
-      T* __restrict__ o = out + r * W;
-      for (int64_t x = 0; x < W; ++x) o[x] = b[x];
       for (size_t j = 0; j < J; ++j) {
         const int64_t l = ls[j], s = int64_t{1} << l, hj = H >> l, wj = W >> l;
         const int64_t row = plane * hj + (y >> l);
-        T* __restrict__ e = expanded.data() + j * W;
         if (cached[j] != row) {
+          T* __restrict__ e = expanded.data() + j * W;
           const T* __restrict__ zr = z[j] + row * wj;
           for (int64_t xb = 0; xb < wj; ++xb) {
             for (int64_t k = 0; k < s; ++k) e[xb * s + k] = zr[xb];
           }
           cached[j] = row;
         }
-#pragma omp simd
-        for (int64_t x = 0; x < W; ++x) o[x] += e[x];
       }
-      if (relu) {
-#pragma omp simd
-        for (int64_t x = 0; x < W; ++x) o[x] = relu_keep_nan(o[x]);
+      const T* e = expanded.data();
+      T* o = out + r * W;
+      head(o, base + r * W, e, e + (J > 1 ? W : 0), e + (J > 2 ? 2 * W : 0), W);
+      if (extra) {
+        for (size_t j = 3; j < J; ++j) {
+          for (int64_t x = 0; x < W; ++x) o[x] += e[j * W + x];
+        }
+        if (relu) {
+          for (int64_t x = 0; x < W; ++x) o[x] = relu_keep_nan(o[x]);
+        }
       }
     }
   });
@@ -115,6 +158,13 @@ void forward_nhwc(const T* base, T* out, const std::vector<const T*>& z, const s
   const int first = static_cast<int>(std::min<size_t>(z.size(), 3));
   const bool extra = z.size() > 3;
   const RowFn<T> head = pick_row_nhwc<T>(first, relu && !extra);
+  if (z.empty()) {  // [relu](base): the rows of a chunk are one contiguous span
+    const FlatFn<T> flat = pick_flat<T>(0, relu);
+    at::parallel_for(0, N * H, grain_for(W * C), [&](int64_t begin, int64_t end) {
+      flat(out + begin * W * C, base + begin * W * C, nullptr, nullptr, nullptr, (end - begin) * W * C);
+    });
+    return;
+  }
   at::parallel_for(0, N * H, grain_for(W * C), [&](int64_t begin, int64_t end) {
     const T* zr[3] = {nullptr, nullptr, nullptr};
     for (int64_t r = begin; r < end; ++r) {
@@ -200,21 +250,26 @@ void backward_nhwc(const T* grad, const T* out, T* gb, const std::vector<T*>& po
         std::fill(first, first + (band >> l) * wj * C, T(0));
       }
       for (int64_t y = y0; y < y0 + band; ++y) {
-        for (int64_t x = 0; x < W; ++x) {
-          const int64_t off = (((n * H) + y) * W + x) * C;
-          const T* __restrict__ g = grad + off;
-          T* __restrict__ d = gb + off;
-          if (relu) {
-            const T* __restrict__ o = out + off;
+        // the mask over the whole image row (W * C contiguous values) in one vectorised loop, then each
+        // pixel's channel vector is added to its block's
+        const int64_t off = ((n * H) + y) * W * C;
+        const T* __restrict__ g = grad + off;
+        T* __restrict__ d = gb + off;
+        if (relu) {
+          const T* __restrict__ o = out + off;
 #pragma omp simd
-            for (int64_t c = 0; c < C; ++c) d[c] = relu_mask(g[c], o[c]);
-          } else {
-            for (int64_t c = 0; c < C; ++c) d[c] = g[c];
-          }
-          for (size_t j = 0; j < pooled.size(); ++j) {
-            const int64_t l = ls[j], hj = H >> l, wj = W >> l;
-            T* pp = pooled[j] + ((n * hj + (y >> l)) * wj + (x >> l)) * C;
-            for (int64_t c = 0; c < C; ++c) pp[c] += d[c];
+          for (int64_t i = 0; i < W * C; ++i) d[i] = relu_mask(g[i], o[i]);
+        } else {
+          std::copy(g, g + W * C, d);
+        }
+        for (size_t j = 0; j < pooled.size(); ++j) {
+          const int64_t l = ls[j], hj = H >> l, wj = W >> l;
+          T* __restrict__ pr = pooled[j] + (n * hj + (y >> l)) * wj * C;
+          for (int64_t x = 0; x < W; ++x) {
+            T* __restrict__ pp = pr + (x >> l) * C;
+            const T* __restrict__ dp = d + x * C;
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) pp[c] += dp[c];
           }
         }
       }

@@ -172,10 +172,11 @@ class ExchangeUnit(nn.ModuleList):
         if needs_grad or torch.compiler.is_compiling():
             # differentiable (and traceable) inline fold: a few (C, C_j) ops, cheap
             return _fold_conv_norm(conv, norm, conv.weight.dtype)
-        versions = [None if t is None else t._version for t in tensors]
+        # Identity (the cache holds the tensors, so their ids cannot be reused), the version counter, which
+        # every in-place change bumps (load_state_dict, optimizer steps, .copy_), and the storage, dtype and
+        # device, which change when .to()/.half() swap a parameter's .data without bumping its version.
+        versions = [None if t is None else (t._version, t.data_ptr(), t.dtype, t.device) for t in tensors]
         hit = self._fold_cache.get((i, j))
-        # Identity (the cache holds the tensors, so their ids cannot be reused) plus the version counter,
-        # which every in-place change (load_state_dict, optimizer steps, .copy_) bumps.
         if hit is not None and all(a is b for a, b in zip(hit[0], tensors)) and hit[1] == versions:
             return hit[2]
         with torch.no_grad():

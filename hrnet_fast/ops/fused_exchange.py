@@ -249,7 +249,6 @@ def _make_backward(backward_op):
 
 
 # The C++ op (CPU and CUDA kernels), when the extension is built.
-_cpp_registered = False
 if _backends.extension() is not None and hasattr(torch.ops.hrnet_fast, "fused_exchange"):
     torch.library.register_fake("hrnet_fast::fused_exchange")(_fake_forward)
     torch.library.register_fake("hrnet_fast::fused_exchange_backward")(_fake_backward)
@@ -258,7 +257,6 @@ if _backends.extension() is not None and hasattr(torch.ops.hrnet_fast, "fused_ex
         _make_backward(lambda g, o, lows, relu: torch.ops.hrnet_fast.fused_exchange_backward(g, o, lows, relu)),
         setup_context=_setup_context,
     )
-    _cpp_registered = True
 
 
 # The Triton op. custom_op (not triton_op) because fake tracing of triton_op fails under the interpreter.
