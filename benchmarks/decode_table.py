@@ -5,7 +5,8 @@
 Measures side by side in one run, prints a table (median ms, p20-p80, speed-ups over the numpy baseline
 and over the torch backend) and writes JSON (device, versions, commit, rows). On CUDA the hrnet_fast rows
 are timed with CUDA events over a loop of calls (so they include launch and Python overhead, with no
-host sync inside a call); the numpy rows are wall-clock and include the copy to the host.
+host sync inside a call), and again as CUDA-graph replays (``graph_median_ms``: GPU time alone); the
+numpy rows are wall-clock and include the copy to the host.
 """
 from __future__ import annotations
 
@@ -63,6 +64,35 @@ def _time_cuda(fn, budget_s):
     return times
 
 
+def _time_cuda_graph(fn, reps=20, rounds=10):
+    """GPU time of one call without host overhead: `reps` calls captured in a CUDA graph, replayed."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(reps):
+                fn()
+        graph.replay()
+        torch.cuda.synchronize()
+    except Exception as exc:  # noqa: BLE001 - report, do not fail the table
+        print(f"  (CUDA graph capture failed: {type(exc).__name__}: {exc})")
+        return None
+    times = []
+    for _ in range(rounds):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3 / reps)
+    return times
+
+
 def _quantile(xs, q):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * (len(xs) - 1) + 0.5))]
@@ -108,10 +138,14 @@ def main(argv=None):
                                    median_ms=med * 1e3, p20_ms=_quantile(times, 0.2) * 1e3,
                                    p80_ms=_quantile(times, 0.8) * 1e3, rounds=len(times),
                                    speedup_vs_numpy=(base / med) if base else None, speedup_vs_torch=tref / med)
+                        if device == "cuda" and name != "numpy_official":
+                            g = _time_cuda_graph(lambda: fn(method, x))
+                            row["graph_median_ms"] = statistics.median(g) * 1e3 if g else None
                         rows.append(row)
                         xn = f"{row['speedup_vs_numpy']:.1f}" if base else "-"
                         print(f"{h}x{w:<3} {n:>5} {dname:>5} {method:>8} {name:>15} {row['median_ms']:>10.4f} "
-                              f"{row['p20_ms']:>8.4f}-{row['p80_ms']:<8.4f} {xn:>9} {row['speedup_vs_torch']:>8.1f}")
+                              f"{row['p20_ms']:>8.4f}-{row['p80_ms']:<8.4f} {xn:>9} {row['speedup_vs_torch']:>8.1f}"
+                              + (f"  graph {row['graph_median_ms']:.4f} ms" if row.get("graph_median_ms") else ""))
     out = args.json or os.path.join(HERE, "results", f"decode-{device}-{datetime.date.today().isoformat()}.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
