@@ -352,6 +352,31 @@ def test_offsets_beyond_2_31(backend, dim):
         _compare(ours, ref, method, exact_coords=True)
 
 
+def _big_contiguous(device, backend):
+    """(41121, 17, 64, 48) fp16: N*K*H*W = 2^31 + 5376 elements (4.3 GB, of which only the first and last
+    samples are written; on the CPU the rest stays lazily mapped zero pages, so reading it costs page
+    faults, not memory). The first and last samples must decode as on their own."""
+    n, k, h, w = 41121, 17, 64, 48
+    assert n * k * h * w > 2**31
+    x = torch.empty((n, k, h, w), dtype=torch.float16, device=device)
+    src, _ = random_heatmaps(2, k, h, w, seed=27, dtype=torch.float16, device=device)
+    x[0] = src[0]
+    x[-1] = src[1]
+    for method in ("quarter", "dark"):
+        c, m = hrnet_fast.decode_heatmaps(x, method=method, backend=backend)
+        ref = hrnet_fast.decode_heatmaps(src, method=method, backend="torch")
+        _compare((c[[0, -1]], m[[0, -1]]), ref, method, exact_coords=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(D._CPP_OP is None, reason="extension not built")
+def test_contiguous_beyond_2_31_elements_cpp():
+    """A real contiguous N*K*H*W > 2^31 tensor on the cpp backend (about 2 s here). The Triton
+    interpreter would take minutes on it: Triton's 64-bit offsets are covered by the strided test above
+    and, on a GPU, by test_gpu_contiguous_beyond_2_31_elements."""
+    _big_contiguous("cpu", "cpp")
+
+
 # ----------------------------------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------------------------------
@@ -523,3 +548,10 @@ def test_gpu_offsets_beyond_2_31(backend):
     for method in METHODS:
         _compare(hrnet_fast.decode_heatmaps(x, method=method, backend=backend),
                  hrnet_fast.decode_heatmaps(src, method=method, backend="torch"), method, exact_coords=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_contiguous_beyond_2_31_elements(backend):
+    _skip_unavailable(backend, "cuda")
+    _big_contiguous("cuda", backend)
