@@ -105,10 +105,14 @@ def main(argv=None):
     p.add_argument("--dtypes", default="fp32,fp16")
     p.add_argument("--methods", default="quarter,flip_quarter,dark,udp",
                    help="dark/udp rows have no numpy baseline (the official code has quarter only)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads (the cpp backend's threads); default: torch's default")
     p.add_argument("--budget", type=float, default=0.5, help="seconds per measurement (approximate)")
     p.add_argument("--json", default=None, help="output JSON (default benchmarks/results/decode-<device>-<date>.json)")
     args = p.parse_args(argv)
     device = args.device
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("decode_table: --device cuda but no GPU is visible")
     timer = _time_cuda if device == "cuda" else _time_cpu
@@ -146,6 +150,7 @@ def main(argv=None):
                         print(f"{h}x{w:<3} {n:>5} {dname:>5} {method:>8} {name:>15} {row['median_ms']:>10.4f} "
                               f"{row['p20_ms']:>8.4f}-{row['p80_ms']:<8.4f} {xn:>9} {row['speedup_vs_torch']:>8.1f}"
                               + (f"  graph {row['graph_median_ms']:.4f} ms" if row.get("graph_median_ms") else ""))
+    env["load_average"] = os.getloadavg()  # the machine is shared: other work skews the timings
     out = args.json or os.path.join(HERE, "results", f"decode-{device}-{datetime.date.today().isoformat()}.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
