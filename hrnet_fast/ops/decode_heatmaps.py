@@ -433,7 +433,9 @@ def decode_heatmaps(
 
     Returns:
         ``coords`` (N, K, 2) float32 (x, y) in image coordinates (heatmap coordinates without
-        center/scale) and ``maxvals`` (N, K, 1) float32, on the heatmaps' device, without a host sync.
+        center/scale) and ``maxvals`` (N, K, 1) float32, on the heatmaps' device, without a host sync
+        (pass ``center``/``scale`` as tensors on that device: a CPU box is copied there first). Not
+        differentiable (the inputs are detached). See the module docstring for every rule.
     """
     _check_heatmaps("heatmaps", heatmaps)
     if not isinstance(method, str) or method not in METHODS:
