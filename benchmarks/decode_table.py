@@ -2,7 +2,7 @@
 
     python benchmarks/decode_table.py [--device cpu|cuda] [--batches 1,64,1024] [--json OUT]
 
-Measures side by side in one run, prints a table (median ms, p20-p80, speed-ups over the numpy baseline
+Measures side by side in one run (on the CPU, interleaved round by round), prints a table (median ms, p20-p80, speed-ups over the numpy baseline
 and over the torch backend) and writes JSON (device, versions, commit, rows). On CUDA the hrnet_fast rows
 are timed with CUDA events over a loop of calls (so they include launch and Python overhead, with no
 host sync inside a call), and again as CUDA-graph replays (``graph_median_ms``: GPU time alone); the
@@ -24,22 +24,28 @@ from _decode_setup import DTYPES, SHAPES, environment, make_inputs, providers
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _time_cpu(fn, budget_s):
-    t0 = time.perf_counter()
-    fn()  # warm-up, and the estimate of one call
-    one = max(time.perf_counter() - t0, 1e-7)
-    if one < 0.1:  # the first call may include one-time work: estimate again
+def _time_cpu_interleaved(fns, budget_s):
+    """Time several callables side by side: each round times every one in turn (inner loops of about
+    20 ms), so drifting load on a shared machine hits them alike. Returns {name: [seconds per call]}."""
+    one = {}
+    for name, fn in fns.items():
         t0 = time.perf_counter()
-        fn()
-        one = max(time.perf_counter() - t0, 1e-7)
-    inner = max(1, min(1000, int(0.02 / one)))
-    rounds = max(3, min(15, int(budget_s / (one * inner))))
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(inner):
+        fn()  # warm-up, and the estimate of one call
+        one[name] = max(time.perf_counter() - t0, 1e-7)
+        if one[name] < 0.1:
+            t0 = time.perf_counter()
             fn()
-        times.append((time.perf_counter() - t0) / inner)
+            one[name] = max(time.perf_counter() - t0, 1e-7)
+    inner = {name: max(1, min(1000, int(0.02 / t))) for name, t in one.items()}
+    per_round = sum(one[name] * inner[name] for name in fns)
+    rounds = max(3, min(15, int(budget_s * len(fns) / per_round)))
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner[name]):
+                fn()
+            times[name].append((time.perf_counter() - t0) / inner[name])
     return times
 
 
@@ -115,7 +121,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("decode_table: --device cuda but no GPU is visible")
-    timer = _time_cuda if device == "cuda" else _time_cpu
+    timer = _time_cuda
     provs = providers(device)
     env = environment(device)
     rows = []
@@ -128,12 +134,12 @@ def main(argv=None):
             for dname in args.dtypes.split(","):
                 x = make_inputs(n, h, w, DTYPES[dname], device)
                 for method in args.methods.split(","):
-                    res = {}
-                    for name, fn in provs.items():
-                        if name == "numpy_official" and method not in ("quarter", "flip_quarter", "argmax"):
-                            continue
-                        times = timer(lambda: fn(method, x), args.budget)
-                        res[name] = times
+                    fns = {name: (lambda fn=fn: fn(method, x)) for name, fn in provs.items()
+                           if name != "numpy_official" or method in ("quarter", "flip_quarter", "argmax")}
+                    if device == "cpu":
+                        res = _time_cpu_interleaved(fns, args.budget)
+                    else:
+                        res = {name: timer(fn, args.budget) for name, fn in fns.items()}
                     base = statistics.median(res["numpy_official"]) if "numpy_official" in res else None
                     tref = statistics.median(res["torch"])
                     for name, times in res.items():

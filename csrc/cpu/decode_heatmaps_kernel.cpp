@@ -150,13 +150,23 @@ struct Heatmap {
     if (f == nullptr) return hv;
     const float* fv = to_float_row(f + y * p->fs_h, fbuf, W);
     // Official merge: out = (h + flip_back(f) shifted) * 0.5 in fp32 (buf may alias hv: same index).
+    // buf[x] = (hv[x] + fv[m - x]) * 0.5 for x >= x0, with m = W (shift) or W - 1; column 0 of the
+    // shifted map keeps its value (fv[W - 1]).
+    const int64_t m = p->shift ? W : W - 1;
+    int64_t x = 0;
     if (p->shift) {
-      const float f0 = fv[W - 1];
-      for (int64_t x = W - 1; x >= 1; --x) buf[x] = (hv[x] + fv[W - x]) * 0.5f;
-      buf[0] = (hv[0] + f0) * 0.5f;
-    } else {
-      for (int64_t x = 0; x < W; ++x) buf[x] = (hv[x] + fv[W - 1 - x]) * 0.5f;
+      buf[0] = (hv[0] + fv[W - 1]) * 0.5f;
+      x = 1;
     }
+#if defined(__SSE2__)
+    const __m128 half = _mm_set1_ps(0.5f);
+    for (; x + 4 <= W; x += 4) {  // fv[m-x-3 .. m-x] reversed: same IEEE add and multiply as below
+      const __m128 f4 = _mm_loadu_ps(fv + (m - x - 3));
+      const __m128 r4 = _mm_shuffle_ps(f4, f4, _MM_SHUFFLE(0, 1, 2, 3));
+      _mm_storeu_ps(buf + x, _mm_mul_ps(_mm_add_ps(_mm_loadu_ps(hv + x), r4), half));
+    }
+#endif
+    for (; x < W; ++x) buf[x] = (hv[x] + fv[m - x]) * 0.5f;
     return buf;
   }
 
