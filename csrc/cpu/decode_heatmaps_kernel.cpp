@@ -183,16 +183,19 @@ inline float sign_f(float v) { return v > 0.f ? 1.f : (v < 0.f ? -1.f : 0.f); }
 
 // mmpose's gaussian_blur on one heatmap (zero padding = OpenCV on the padded copy), rows then columns,
 // into `out`; returns the blurred maximum.
-float blur(const float* img, float* tmp, float* out, int64_t H, int64_t W, const float* w, int64_t ks) {
+// `pad` holds W + ks - 1 floats: each row is copied between zeros so that the row pass is a fixed-length
+// tap loop over x, which vectorises (the taps are added in the same order; the zero taps add +0).
+float blur(const float* img, float* pad, float* tmp, float* out, int64_t H, int64_t W, const float* w, int64_t ks) {
   const int64_t r = ks / 2;
+  std::fill(pad, pad + W + 2 * r, 0.f);
   for (int64_t y = 0; y < H; ++y) {
-    const float* src = img + y * W;
+    std::copy(img + y * W, img + (y + 1) * W, pad + r);
     float* dst = tmp + y * W;
-    for (int64_t x = 0; x < W; ++x) {
-      const int64_t t0 = std::max<int64_t>(0, r - x), t1 = std::min<int64_t>(ks, W + r - x);
-      float acc = 0.f;
-      for (int64_t t = t0; t < t1; ++t) acc += w[t] * src[x + t - r];
-      dst[x] = acc;
+    std::fill(dst, dst + W, 0.f);
+    for (int64_t t = 0; t < ks; ++t) {
+      const float wt = w[t];
+      const float* src = pad + t;
+      for (int64_t x = 0; x < W; ++x) dst[x] += wt * src[x];
     }
   }
   float bmax = -std::numeric_limits<float>::infinity();
@@ -211,7 +214,7 @@ float blur(const float* img, float* tmp, float* out, int64_t H, int64_t W, const
 }
 
 struct Scratch {
-  std::vector<float> img, frow, tmp, blurred;
+  std::vector<float> img, frow, pad, tmp, blurred;
 };
 
 template <typename T>
@@ -255,7 +258,7 @@ void decode_one(const Params& p, const T* hbase, const T* fbase, int64_t i, Scra
   } else if (p.method >= kDark && pos) {
     const bool dark = p.method == kDark;
     if (!dark || (ix > 1 && ix < W - 2 && iy > 1 && iy < H - 2)) {
-      const float bmax = blur(img, s.tmp.data(), s.blurred.data(), H, W, p.weights, p.ksize);
+      const float bmax = blur(img, s.pad.data(), s.tmp.data(), s.blurred.data(), H, W, p.weights, p.ksize);
       const float ratio = best / bmax;
       if (std::isfinite(ratio) && ratio > 0.f) {
         const float* B = s.blurred.data();
@@ -362,6 +365,7 @@ void decode_heatmaps_kernel(const at::Tensor& heatmaps, const std::optional<at::
       s.img.resize(hw);
       s.frow.resize(p.W);
       if (method >= kDark) {
+        s.pad.resize(p.W + p.ksize);
         s.tmp.resize(hw);
         s.blurred.resize(hw);
       }
