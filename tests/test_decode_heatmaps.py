@@ -352,6 +352,31 @@ def test_offsets_beyond_2_31(backend, dim):
         _compare(ours, ref, method, exact_coords=True)
 
 
+def _big_contiguous(device, backend):
+    """(41121, 17, 64, 48) fp16: N*K*H*W = 2^31 + 5376 elements (4.3 GB, of which only the first and last
+    samples are written; on the CPU the rest stays lazily mapped zero pages, so reading it costs page
+    faults, not memory). The first and last samples must decode as on their own."""
+    n, k, h, w = 41121, 17, 64, 48
+    assert n * k * h * w > 2**31
+    x = torch.empty((n, k, h, w), dtype=torch.float16, device=device)
+    src, _ = random_heatmaps(2, k, h, w, seed=27, dtype=torch.float16, device=device)
+    x[0] = src[0]
+    x[-1] = src[1]
+    for method in ("quarter", "dark"):
+        c, m = hrnet_fast.decode_heatmaps(x, method=method, backend=backend)
+        ref = hrnet_fast.decode_heatmaps(src, method=method, backend="torch")
+        _compare((c[[0, -1]], m[[0, -1]]), ref, method, exact_coords=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(D._CPP_OP is None, reason="extension not built")
+def test_contiguous_beyond_2_31_elements_cpp():
+    """A real contiguous N*K*H*W > 2^31 tensor on the cpp backend (about 2 s here). The Triton
+    interpreter would take minutes on it: Triton's 64-bit offsets are covered by the strided test above
+    and, on a GPU, by test_gpu_contiguous_beyond_2_31_elements."""
+    _big_contiguous("cpu", "cpp")
+
+
 # ----------------------------------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------------------------------
@@ -523,3 +548,62 @@ def test_gpu_offsets_beyond_2_31(backend):
     for method in METHODS:
         _compare(hrnet_fast.decode_heatmaps(x, method=method, backend=backend),
                  hrnet_fast.decode_heatmaps(src, method=method, backend="torch"), method, exact_coords=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_contiguous_beyond_2_31_elements(backend):
+    _skip_unavailable(backend, "cuda")
+    _big_contiguous("cuda", backend)
+
+
+_COMPILE_SCRIPT = r"""
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import hrnet_fast
+kern = hrnet_fast._backends.triton_kernels("decode_heatmaps")
+ptrs = {"h_ptr": "*fp16", "f_ptr": "*fp16", "perm_ptr": "*i64", "center_ptr": "*fp32", "scale_ptr": "*fp32",
+        "w_ptr": "*fp32", "coords_ptr": "*fp32", "maxv_ptr": "*fp32",
+        "K": "i32", "hs_n": "i64", "hs_k": "i32", "hs_h": "i32", "fs_n": "i64", "fs_k": "i32", "fs_h": "i32"}
+cases = [
+    (kern._argmax_quarter_kernel, "*fp32", dict(H=64, W=48, HW=3072, BLOCK=4096, QUARTER=True, FLIP=False,
+                                               SHIFT=True, HAS_BOX=True, FLAT=True), 8),
+    (kern._argmax_quarter_kernel, "*bf16", dict(H=96, W=72, HW=6912, BLOCK=8192, QUARTER=True, FLIP=True,
+                                               SHIFT=True, HAS_BOX=False, FLAT=False), 8),
+    (kern._dark_udp_kernel, "*fp16", dict(H=64, W=48, HD=64, WD=48, BH=64, BW=64, KS=11, R=5, UDP=False,
+                                          FLIP=True, SHIFT=True, HAS_BOX=True), 4),
+    # (the 96x72 variant, 128x128 tiles, compiles too but takes ~40 s here: checked by hand, not in CI)
+    (kern._dark_udp_kernel, "*fp32", dict(H=64, W=48, HD=64, WD=48, BH=64, BW=64, KS=11, R=5, UDP=True,
+                                          FLIP=False, SHIFT=False, HAS_BOX=True), 4),
+]
+for fn, dt, consts, warps in cases:
+    types = dict(ptrs, h_ptr=dt, f_ptr=dt)
+    sig = {n: ("constexpr" if n in consts else types[n]) for n in fn.arg_names}
+    compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts),
+                              target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+    assert compiled.asm.get("cubin"), (fn.__name__, consts)
+    print("compiled", fn.__name__, dt, consts)
+"""
+
+
+@pytest.mark.slow
+def test_triton_kernels_compile_for_sm90():
+    """Compile (not run) the Triton kernels for sm_90 through ptxas, so a GPU-only compile error shows on
+    a machine without a GPU: the interpreter does not type-check like the compiler. In a subprocess,
+    because this process runs the kernels under the interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0 and ("GPUTarget" in proc.stderr or "ptxas" in proc.stderr.lower()) and "ImportError" in proc.stderr:
+        pytest.skip("this triton cannot compile for sm_90 here: " + proc.stderr[-300:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("compiled") == 4

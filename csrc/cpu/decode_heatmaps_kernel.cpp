@@ -150,13 +150,23 @@ struct Heatmap {
     if (f == nullptr) return hv;
     const float* fv = to_float_row(f + y * p->fs_h, fbuf, W);
     // Official merge: out = (h + flip_back(f) shifted) * 0.5 in fp32 (buf may alias hv: same index).
+    // buf[x] = (hv[x] + fv[m - x]) * 0.5 for x >= x0, with m = W (shift) or W - 1; column 0 of the
+    // shifted map keeps its value (fv[W - 1]).
+    const int64_t m = p->shift ? W : W - 1;
+    int64_t x = 0;
     if (p->shift) {
-      const float f0 = fv[W - 1];
-      for (int64_t x = W - 1; x >= 1; --x) buf[x] = (hv[x] + fv[W - x]) * 0.5f;
-      buf[0] = (hv[0] + f0) * 0.5f;
-    } else {
-      for (int64_t x = 0; x < W; ++x) buf[x] = (hv[x] + fv[W - 1 - x]) * 0.5f;
+      buf[0] = (hv[0] + fv[W - 1]) * 0.5f;
+      x = 1;
     }
+#if defined(__SSE2__)
+    const __m128 half = _mm_set1_ps(0.5f);
+    for (; x + 4 <= W; x += 4) {  // fv[m-x-3 .. m-x] reversed: same IEEE add and multiply as below
+      const __m128 f4 = _mm_loadu_ps(fv + (m - x - 3));
+      const __m128 r4 = _mm_shuffle_ps(f4, f4, _MM_SHUFFLE(0, 1, 2, 3));
+      _mm_storeu_ps(buf + x, _mm_mul_ps(_mm_add_ps(_mm_loadu_ps(hv + x), r4), half));
+    }
+#endif
+    for (; x < W; ++x) buf[x] = (hv[x] + fv[m - x]) * 0.5f;
     return buf;
   }
 
@@ -173,16 +183,19 @@ inline float sign_f(float v) { return v > 0.f ? 1.f : (v < 0.f ? -1.f : 0.f); }
 
 // mmpose's gaussian_blur on one heatmap (zero padding = OpenCV on the padded copy), rows then columns,
 // into `out`; returns the blurred maximum.
-float blur(const float* img, float* tmp, float* out, int64_t H, int64_t W, const float* w, int64_t ks) {
+// `pad` holds W + ks - 1 floats: each row is copied between zeros so that the row pass is a fixed-length
+// tap loop over x, which vectorises (the taps are added in the same order; the zero taps add +0).
+float blur(const float* img, float* pad, float* tmp, float* out, int64_t H, int64_t W, const float* w, int64_t ks) {
   const int64_t r = ks / 2;
+  std::fill(pad, pad + W + 2 * r, 0.f);
   for (int64_t y = 0; y < H; ++y) {
-    const float* src = img + y * W;
+    std::copy(img + y * W, img + (y + 1) * W, pad + r);
     float* dst = tmp + y * W;
-    for (int64_t x = 0; x < W; ++x) {
-      const int64_t t0 = std::max<int64_t>(0, r - x), t1 = std::min<int64_t>(ks, W + r - x);
-      float acc = 0.f;
-      for (int64_t t = t0; t < t1; ++t) acc += w[t] * src[x + t - r];
-      dst[x] = acc;
+    std::fill(dst, dst + W, 0.f);
+    for (int64_t t = 0; t < ks; ++t) {
+      const float wt = w[t];
+      const float* src = pad + t;
+      for (int64_t x = 0; x < W; ++x) dst[x] += wt * src[x];
     }
   }
   float bmax = -std::numeric_limits<float>::infinity();
@@ -201,7 +214,7 @@ float blur(const float* img, float* tmp, float* out, int64_t H, int64_t W, const
 }
 
 struct Scratch {
-  std::vector<float> img, frow, tmp, blurred;
+  std::vector<float> img, frow, pad, tmp, blurred;
 };
 
 template <typename T>
@@ -245,7 +258,7 @@ void decode_one(const Params& p, const T* hbase, const T* fbase, int64_t i, Scra
   } else if (p.method >= kDark && pos) {
     const bool dark = p.method == kDark;
     if (!dark || (ix > 1 && ix < W - 2 && iy > 1 && iy < H - 2)) {
-      const float bmax = blur(img, s.tmp.data(), s.blurred.data(), H, W, p.weights, p.ksize);
+      const float bmax = blur(img, s.pad.data(), s.tmp.data(), s.blurred.data(), H, W, p.weights, p.ksize);
       const float ratio = best / bmax;
       if (std::isfinite(ratio) && ratio > 0.f) {
         const float* B = s.blurred.data();
@@ -352,6 +365,7 @@ void decode_heatmaps_kernel(const at::Tensor& heatmaps, const std::optional<at::
       s.img.resize(hw);
       s.frow.resize(p.W);
       if (method >= kDark) {
+        s.pad.resize(p.W + p.ksize);
         s.tmp.resize(hw);
         s.blurred.resize(hw);
       }

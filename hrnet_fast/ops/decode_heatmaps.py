@@ -182,6 +182,8 @@ def _normalize_pairs(flip_pairs, num_joints: int) -> Tuple[Tuple[int, int], ...]
 
 
 def _check_box(name: str, v, n: int, device: torch.device) -> torch.Tensor:
+    if isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.device == device and v.shape == (n, 2):
+        return v.contiguous()
     if isinstance(v, torch.Tensor):
         if not (v.is_floating_point() or v.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"{_OP}: {name} must be a real tensor, got {v.dtype}")
@@ -387,6 +389,23 @@ def _op_reasons(name: str, heatmaps: torch.Tensor, method: int) -> List[str]:
     return reasons
 
 
+_selected: Dict[tuple, str] = {}
+
+
+def _select(backend: str, heatmaps: torch.Tensor, code: int) -> str:
+    """select_backend, memoised: its answer depends only on this key (availability is fixed per process),
+    and the decode of a small batch should not pay for the lookup on every call."""
+    key = (backend, heatmaps.device, heatmaps.dtype, code, max(heatmaps.shape[2], heatmaps.shape[3]) > _TRITON_MAX_BLOCK)
+    name = _selected.get(key)
+    if name is None:
+        name = _backends.select_backend(
+            _OP, backend, heatmaps.device, _ORDER.get(heatmaps.device.type, ("torch",)),
+            lambda b: _op_reasons(b, heatmaps, code),
+        )
+        _selected[key] = name
+    return name
+
+
 def decode_heatmaps(
     heatmaps: torch.Tensor,
     center=None,
@@ -414,7 +433,9 @@ def decode_heatmaps(
 
     Returns:
         ``coords`` (N, K, 2) float32 (x, y) in image coordinates (heatmap coordinates without
-        center/scale) and ``maxvals`` (N, K, 1) float32, on the heatmaps' device, without a host sync.
+        center/scale) and ``maxvals`` (N, K, 1) float32, on the heatmaps' device, without a host sync
+        (pass ``center``/``scale`` as tensors on that device: a CPU box is copied there first). Not
+        differentiable (the inputs are detached). See the module docstring for every rule.
     """
     _check_heatmaps("heatmaps", heatmaps)
     if not isinstance(method, str) or method not in METHODS:
@@ -444,9 +465,7 @@ def decode_heatmaps(
     if flipped is not None:
         flipped = flipped.detach()
 
-    name = _backends.select_backend(
-        _OP, backend, device, _ORDER.get(device.type, ("torch",)), lambda b: _op_reasons(b, heatmaps, code)
-    )
+    name = _select(backend, heatmaps, code)
     if name == "torch":
         return decode_heatmaps_reference(heatmaps, flipped, perm, center, scale, code, shift, ksize)
     weights = _blur_weights(ksize, device) if code >= METHODS["dark"] else None
