@@ -39,7 +39,7 @@ step check $PY -m hrnet_fast check --device cuda
 step bench-fp16 $PY -m hrnet_fast bench --device cuda --dtype fp16 --batch 1,64 --json "$TMP/bench_fp16.json"
 step bench-bf16 $PY -m hrnet_fast bench --device cuda --dtype bf16 --batch 1,64 --no-compile --json "$TMP/bench_bf16.json"
 step bench-fp32 $PY -m hrnet_fast bench --device cuda --dtype fp32 --batch 1,64 --no-compile --json "$TMP/bench_fp32.json"
-[ -f benchmarks/exchange_table.py ] && step exchange-table $PY benchmarks/exchange_table.py --device cuda --json "$TMP/exchange.json"
+[ -f benchmarks/exchange_table.py ] && step exchange-table $PY benchmarks/exchange_table.py --device cuda --out "$TMP/exchange.json"
 [ -f benchmarks/decode_table.py ] && step decode-table $PY benchmarks/decode_table.py --device cuda --json "$TMP/decode.json"
 if command -v compute-sanitizer >/dev/null 2>&1; then
   step sanitizer compute-sanitizer --tool memcheck --error-exitcode 7 $PY benchmarks/sanitize_cuda.py

@@ -36,8 +36,8 @@ def main():
             dev = meta.get("device_name", meta.get("device", "?"))
             for r in run["results"]:
                 if "speedup" in r and "section" in r:
-                    label = f"{dev[:28]} {r.get('dtype', meta.get('dtype', ''))} | {r['section']} b{r['batch']} | {r['variant']}"
-                    bars.append((label, r["speedup"]))
+                    label = f"{r.get('dtype', meta.get('dtype', ''))} | {r['section']} b{r['batch']} | {r['variant']}"
+                    bars.append((dev, label, r["speedup"]))
     if not bars:
         raise SystemExit("plot_results: no results with a speed-up found in " + ", ".join(files))
     import matplotlib
@@ -45,9 +45,15 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    devices = sorted({b[0] for b in bars})
+    if len(devices) == 1:  # one device: name it in the title, keep the bar labels short
+        title = f"hrnet_fast vs reference on {devices[0]}"
+        labels = [b[1] for b in bars][::-1]
+    else:
+        title = "hrnet_fast vs reference"
+        labels = [f"{b[0][:24]} {b[1]}" for b in bars][::-1]
+    values = [b[2] for b in bars][::-1]
     fig, ax = plt.subplots(figsize=(11, 0.32 * len(bars) + 1.2))
-    labels = [b[0] for b in bars][::-1]
-    values = [b[1] for b in bars][::-1]
     colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
     ax.barh(range(len(values)), values, color=colors)
     ax.axvline(1.0, color="black", lw=0.8)
@@ -55,7 +61,7 @@ def main():
     for i, v in enumerate(values):
         ax.text(v, i, f" x{v:.2f}", va="center", fontsize=7)
     ax.set_xlabel("speed-up over the reference, measured side by side in one run")
-    ax.set_title("hrnet_fast vs reference")
+    ax.set_title(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     fig.savefig(args.out, dpi=110)
