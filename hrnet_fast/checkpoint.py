@@ -42,18 +42,14 @@ class CheckpointMismatchError(RuntimeError):
 
 def _unwrap(obj) -> Mapping[str, torch.Tensor]:
     """Strip ``{'state_dict': ...}`` / ``{'model': ...}`` wrappers (nested, as training scripts save them)."""
-    for _ in range(3):
-        if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            for key in ("state_dict", "model", "model_state_dict", "net"):
-                if key in obj and isinstance(obj[key], Mapping):
-                    obj = obj[key]
-                    break
-            else:
-                break
+    wrappers = ("state_dict", "model", "model_state_dict", "net")
+    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in wrappers if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
     if not isinstance(obj, Mapping):
         raise TypeError(f"checkpoint must be a state_dict (a mapping of names to tensors), got {type(obj).__name__}")
-    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
     return obj
 
 
