@@ -30,6 +30,7 @@ step() {  # step NAME COMMAND...: run, time, record pass/fail; never abort the s
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 GPU=$($PY -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'nogpu')" | tr -c 'A-Za-z0-9\n' '-' | sed 's/--*/-/g; s/-$//' | tr 'A-Z' 'a-z')
+[ -n "$GPU" ] || GPU=unknown-device
 DATE=$(date -u +%Y-%m-%d)
 
 step build $PY setup.py build_ext --inplace
