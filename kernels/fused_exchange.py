@@ -31,6 +31,15 @@ MAX_LOWS = 3
 
 
 @triton.jit
+def _split_pixel_index(p, H, W):
+    """(n, y, x) of flat pixel indices p = (n * H + y) * W + x (p is int64, so offsets cannot overflow)."""
+    n = p // (H * W)
+    rem = p - n * (H * W)
+    y = rem // W
+    return n, y, rem - y * W
+
+
+@triton.jit
 def _add_low(acc, low_ptr, w_ptr, b_ptr, n, y, x, oc, mask_p, mask_c, Cj, sn, sc, sh, sw,
              LOG2S: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, BLOCK_K: tl.constexpr,
              PRECISION: tl.constexpr):
@@ -73,11 +82,7 @@ def _exchange_fwd_kernel(
     pid_c = tl.program_id(1)
     p = pid_p.to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_p = p < total_p
-    hw = H * W
-    n = p // hw
-    rem = p - n * hw
-    y = rem // W
-    x = rem - y * W
+    n, y, x = _split_pixel_index(p, H, W)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
     oc = offs_c.to(tl.int64)
@@ -109,11 +114,7 @@ def _relu_mask_kernel(
     """grad_base = grad * (out > 0), or a copy of grad without ReLU, in grad_base's layout."""
     p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_p = p < total_p
-    hw = H * W
-    n = p // hw
-    rem = p - n * hw
-    y = rem // W
-    x = rem - y * W
+    n, y, x = _split_pixel_index(p, H, W)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     oc = offs_c.to(tl.int64)
     mask = mask_p[:, None] & (offs_c < C)[None, :]
@@ -134,11 +135,7 @@ def _block_sum_kernel(
     """pooled[n, c, yl, xl] = sum of g over the S x S block (yl*S.., xl*S..): nearest upsampling's adjoint."""
     q = tl.program_id(0).to(tl.int64) * BLOCK_Q + tl.arange(0, BLOCK_Q)
     mask_q = q < total_q
-    hw = h * w
-    n = q // hw
-    rem = q - n * hw
-    yl = rem // w
-    xl = rem - yl * w
+    n, yl, xl = _split_pixel_index(q, h, w)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     oc = offs_c.to(tl.int64)
     mask = mask_q[:, None] & (offs_c < C)[None, :]

@@ -431,3 +431,41 @@ def test_mixed_devices_gpu(backend):
         fused_exchange(base, [torch.randn(2, 8, 4, 4)], backend=backend)
     with pytest.raises(RuntimeError, match=r"weights\[0\] is on cpu"):
         fused_exchange(base, [torch.randn(2, 4, 4, 4, device="cuda")], [torch.randn(8, 4)], backend=backend)
+
+
+_COMPILE_SCRIPT = r'''
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import hrnet_fast
+kern = hrnet_fast._backends.triton_kernels("fused_exchange")
+
+def signature(fn, dtype, consts):
+    wide = ("total_p", "total_q", "b_sn", "o_sn", "l0_sn", "l1_sn", "l2_sn", "g_sn", "d_sn", "p_sn")
+    return {n: "constexpr" if n in consts else dtype if n.endswith("_ptr") else "i64" if n in wide else "i32"
+            for n in fn.arg_names}
+
+fwd = dict(NUM_LOWS=3, LOG2S0=1, HAS_W0=True, HAS_B0=True, LOG2S1=2, HAS_W1=True, HAS_B1=False,
+           LOG2S2=3, HAS_W2=False, HAS_B2=True, RELU=True, BLOCK_P=64, BLOCK_C=64, BLOCK_K=32)
+cases = [
+    (kern._exchange_fwd_kernel, "*fp16", dict(fwd, PRECISION="tf32")),
+    (kern._exchange_fwd_kernel, "*bf16", dict(fwd, NUM_LOWS=1, PRECISION="tf32")),
+    (kern._exchange_fwd_kernel, "*fp32", dict(fwd, BLOCK_C=32, BLOCK_K=16, PRECISION="ieee")),
+    (kern._relu_mask_kernel, "*fp16", dict(RELU=True, BLOCK_P=64, BLOCK_C=64)),
+    (kern._block_sum_kernel, "*bf16", dict(S=4, BLOCK_Q=64, BLOCK_C=64)),
+]
+for fn, dtype, consts in cases:
+    compiled = triton.compile(ASTSource(fn=fn, signature=signature(fn, dtype, consts), constexprs=consts),
+                              target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    assert compiled.asm.get("cubin"), (fn.__name__, consts)
+    print("compiled", fn.__name__, dtype)
+'''
+
+
+@pytest.mark.slow
+def test_triton_kernels_compile_for_sm90():
+    """Compile (not run) the forward and backward Triton kernels for sm_90 in fp16/bf16/fp32, so a GPU-only
+    compile error (tl.dot shapes, dtypes) shows on a machine without a GPU."""
+    from _triton_compile import compile_script_or_skip
+
+    assert compile_script_or_skip(_COMPILE_SCRIPT).count("compiled") == 5
