@@ -104,6 +104,16 @@ def provider_fn(provider: str, args, mode: str) -> Callable[[], None]:
     """A no-argument callable running every branch of one unit: ``provider`` in torch (the unfused
     reference), cpp / cuda / triton (fused), compile (torch.compile of the reference); ``mode`` fwd or fwdbwd."""
     if provider == "compile":
+        # One compiled graph per unit shape, dtype, layout and mode: raise Dynamo's recompile limit (8 by
+        # default), past which it would silently run the reference eagerly and label it "compile".
+        import torch._dynamo
+
+        cfg = torch._dynamo.config
+        cfg.cache_size_limit = max(cfg.cache_size_limit, 512)
+        if hasattr(cfg, "accumulated_cache_size_limit"):
+            cfg.accumulated_cache_size_limit = max(cfg.accumulated_cache_size_limit, 4096)
+        if hasattr(cfg, "fail_on_cache_limit_hit"):
+            cfg.fail_on_cache_limit_hit = True  # a fallback to eager must not pass for a compiled time
         op = torch.compile(lambda b, l, w, bi: fused_exchange_reference(b, l, w, bi), dynamic=False)
     else:
         def op(b, l, w, bi):

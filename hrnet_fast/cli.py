@@ -149,16 +149,30 @@ def _bench_model(reference, fast, x, device, timing, rows, batch, dtype_name, co
     rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="reference (official eager)", **t_ref))
     rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="hrnet_fast.optimize", speedup=t_ref["ms"] / t_fast["ms"], max_rel_err=err, **t_fast))
     if device.type == "cuda":
+        # A failure here (a compile error, an op that cannot be captured) is recorded, not fatal: the
+        # other rows of the run stay valid.
         if compile_ref:
             _progress(f"model batch {batch}: compiling the reference with torch.compile")
-            compiled = torch.compile(reference)
-            with torch.no_grad():
-                c_out = compiled(x)
-                t_c = timing(lambda: compiled(x))
-            rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="reference + torch.compile", speedup=t_ref["ms"] / t_c["ms"], max_rel_err=_max_rel(c_out, ref_out), **t_c))
-        graph_fn, g_out = _cuda_graph(fast, x)
-        t_g = timing(graph_fn)
-        rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="hrnet_fast.optimize + CUDA graph", speedup=t_ref["ms"] / t_g["ms"], max_rel_err=_max_rel(g_out, ref_out), **t_g))
+            try:
+                compiled = torch.compile(reference)
+                with torch.no_grad():
+                    c_out = compiled(x)
+                    t_c = timing(lambda: compiled(x))
+                rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="reference + torch.compile",
+                                 speedup=t_ref["ms"] / t_c["ms"], max_rel_err=_max_rel(c_out, ref_out), **t_c))
+            except Exception as exc:  # noqa: BLE001
+                _progress(f"torch.compile of the reference failed: {type(exc).__name__}: {exc}")
+                rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="reference + torch.compile",
+                                 error=f"{type(exc).__name__}: {exc}"[:500]))
+        try:
+            graph_fn, g_out = _cuda_graph(fast, x)
+            t_g = timing(graph_fn)
+            rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="hrnet_fast.optimize + CUDA graph",
+                             speedup=t_ref["ms"] / t_g["ms"], max_rel_err=_max_rel(g_out, ref_out), **t_g))
+        except Exception as exc:  # noqa: BLE001
+            _progress(f"CUDA graph capture of the optimized model failed: {type(exc).__name__}: {exc}")
+            rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="hrnet_fast.optimize + CUDA graph",
+                             error=f"{type(exc).__name__}: {exc}"[:500]))
 
 
 def _cuda_graph(model, x):
@@ -213,6 +227,9 @@ def _print_table(meta, rows) -> None:
     print(header)
     print("-" * len(header))
     for r in rows:
+        if "error" in r:
+            print(f"{r['section']:9s} {r['batch']:>5d}  {r['variant']:45s} FAILED: {r['error'][:60]}")
+            continue
         err = r.get("max_rel_err", r.get("max_abs_err_px"))
         err_s = "" if err is None else (f"{err:.1e}" + ("px" if "max_abs_err_px" in r else ""))
         sp = f"x{r['speedup']:.2f}" if "speedup" in r else ""
@@ -233,6 +250,7 @@ def cmd_bench(args) -> int:
         batches = batches[:1] if args.batch != _DEFAULT_BATCH else [1]
     if not batches or any(b <= 0 for b in batches):
         raise SystemExit(f"hrnet-fast bench: --batch must be positive integers separated by commas, got {args.batch!r}")
+    compile_batches = None if args.compile_batches is None else [int(b) for b in args.compile_batches.split(",") if b.strip()]
     min_time = 0.05 if args.quick else (0.5 if device.type == "cuda" else 1.0)
     min_runs = 2 if args.quick else 3
 
@@ -247,7 +265,7 @@ def cmd_bench(args) -> int:
         _progress(f"batch {batch}: exchange units")
         _bench_exchange(reference, fast, x, device, timing, rows, batch, args.dtype)
         _progress(f"batch {batch}: whole model")
-        _bench_model(reference, fast, x, device, timing, rows, batch, args.dtype, compile_ref=not (args.quick or args.no_compile))
+        _bench_model(reference, fast, x, device, timing, rows, batch, args.dtype, compile_ref=not (args.quick or args.no_compile) and (compile_batches is None or batch in compile_batches))
         _progress(f"batch {batch}: decoding")
         _bench_decode(fast, x, device, timing, rows, batch, args.dtype, args.backend)
     meta = {
@@ -307,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="write the results as JSON to this path")
     b.add_argument("--quick", action="store_true", help="batch 1 and short timings (a smoke run)")
     b.add_argument("--no-compile", action="store_true", help="on a GPU, skip torch.compile of the reference (it takes a minute)")
+    b.add_argument("--compile-batches", default=None, help="on a GPU, compile the reference only at these batch sizes (default: all)")
     b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="versions, devices, and which backends are available and why not",

@@ -71,3 +71,13 @@ def test_check_fails_when_a_backend_disagrees(monkeypatch, capsys):
     monkeypatch.setattr(checks, "fused_exchange", wrong)
     assert cli.main(["check", "--device", "cpu"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_table_shows_a_failed_variant(capsys):
+    meta = {"config": "w32_256x192", "device_name": "GPU", "device": "cuda", "dtype": "fp16",
+            "versions": {"torch": "x", "triton": "y", "threads": 1}}
+    rows = [dict(section="model", batch=64, dtype="fp16", variant="reference (official eager)", ms=2.0, p20_ms=1.9, p80_ms=2.1),
+            dict(section="model", batch=64, dtype="fp16", variant="reference + torch.compile", error="BackendCompilerFailed: boom")]
+    cli._print_table(meta, rows)
+    out = capsys.readouterr().out
+    assert "FAILED: BackendCompilerFailed: boom" in out and "2.000" in out
