@@ -43,7 +43,7 @@ step bench-fp32 $PY -m hrnet_fast bench --device cuda --dtype fp32 --batch 1,64 
 # The GPU targets are at batch 64 in fp16 (forward); the full grid (3 batches, 2 dtypes, 2 modes,
 # each shape compiled by torch.compile) takes far longer than this script's budget: run it separately.
 [ -f benchmarks/exchange_table.py ] && step exchange-table $PY benchmarks/exchange_table.py --device cuda \
-  --batches 64 --dtypes float16 --modes fwd --rounds 3 --out "$TMP/exchange.json"
+  --models w32_256x192 --batches 64 --dtypes float16 --modes fwd --rounds 3 --out "$TMP/exchange.json"
 [ -f benchmarks/decode_table.py ] && step decode-table $PY benchmarks/decode_table.py --device cuda --json "$TMP/decode.json"
 if command -v compute-sanitizer >/dev/null 2>&1; then
   step sanitizer compute-sanitizer --tool memcheck --error-exitcode 7 $PY benchmarks/sanitize_cuda.py
