@@ -152,35 +152,47 @@ at::Tensor fused_exchange_cpu(const at::Tensor& base, at::TensorList lows, at::T
   return out;
 }
 
-std::tuple<at::Tensor, std::vector<at::Tensor>> fused_exchange_backward_cpu(const at::Tensor& grad_out, const at::Tensor& out,
-                                                                            at::TensorList lows, bool relu) {
+void check_fused_exchange_backward_args(const at::Tensor& grad_out, const at::Tensor& out) {
   TORCH_CHECK(out.dim() == 4, "fused_exchange_backward: out must have shape (N, C, H, W), got ", out.sizes());
   TORCH_CHECK(grad_out.sizes() == out.sizes(), "fused_exchange_backward: grad_out has shape ", grad_out.sizes(),
               " but out has ", out.sizes());
   TORCH_CHECK(grad_out.scalar_type() == out.scalar_type(), "fused_exchange_backward: grad_out has dtype ",
               grad_out.scalar_type(), " but out has ", out.scalar_type());
+}
+
+ExchangeBackwardBuffers exchange_backward_buffers(const at::Tensor& grad_out, const at::Tensor& out,
+                                                  at::TensorList lows) {
+  ExchangeBackwardBuffers buf;
+  for (size_t j = 0; j < lows.size(); ++j) {
+    buf.log2s.push_back(exchange_scale_log2("fused_exchange_backward", out, lows[j], j));
+  }
+  buf.fmt = exchange_memory_format(out);
+  buf.out = out.contiguous(buf.fmt);
+  buf.grad_out = grad_out.contiguous(buf.fmt);  // autograd may hand us expanded or transposed grads
+  buf.grad_base = at::empty_like(buf.out, at::TensorOptions(), buf.fmt);
+  for (const at::Tensor& low : lows) {
+    buf.pooled.push_back(at::empty({out.size(0), out.size(1), low.size(2), low.size(3)}, out.options(), buf.fmt));
+  }
+  if (buf.out.numel() == 0) {
+    for (auto& p : buf.pooled) p.zero_();
+  } else if (exchange_poison_outputs()) {
+    buf.grad_base.fill_(std::numeric_limits<double>::quiet_NaN());
+    for (auto& p : buf.pooled) p.fill_(std::numeric_limits<double>::quiet_NaN());
+  }
+  return buf;
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> fused_exchange_backward_cpu(const at::Tensor& grad_out, const at::Tensor& out,
+                                                                            at::TensorList lows, bool relu) {
+  check_fused_exchange_backward_args(grad_out, out);
   TORCH_CHECK(out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble,
               "fused_exchange_backward (cpp backend): out must be float32 or float64, got ", out.scalar_type());
-  std::vector<int64_t> log2s;
-  for (size_t j = 0; j < lows.size(); ++j) log2s.push_back(exchange_scale_log2("fused_exchange_backward", out, lows[j], j));
-  const at::MemoryFormat fmt = exchange_memory_format(out);
-  const at::Tensor o = out.contiguous(fmt);
-  const at::Tensor g = grad_out.contiguous(fmt);  // autograd may hand us expanded or transposed grads
-  at::Tensor grad_base = at::empty_like(o, at::TensorOptions(), fmt);
-  std::vector<at::Tensor> pooled;
-  for (const at::Tensor& low : lows) {
-    pooled.push_back(at::empty({low.size(0), out.size(1), low.size(2), low.size(3)}, out.options(), fmt));
+  ExchangeBackwardBuffers buf = exchange_backward_buffers(grad_out, out, lows);
+  if (buf.out.numel() > 0) {
+    cpu::exchange_backward(buf.grad_out, buf.out, buf.log2s, relu, buf.fmt == at::MemoryFormat::ChannelsLast,
+                           buf.grad_base, buf.pooled);
   }
-  if (o.numel() == 0) {
-    for (auto& p : pooled) p.zero_();
-    return {grad_base, pooled};
-  }
-  if (exchange_poison_outputs()) {
-    grad_base.fill_(std::numeric_limits<double>::quiet_NaN());
-    for (auto& p : pooled) p.fill_(std::numeric_limits<double>::quiet_NaN());
-  }
-  cpu::exchange_backward(g, o, log2s, relu, fmt == at::MemoryFormat::ChannelsLast, grad_base, pooled);
-  return {grad_base, pooled};
+  return {buf.grad_base, buf.pooled};
 }
 
 }  // namespace

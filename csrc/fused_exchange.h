@@ -36,4 +36,20 @@ at::MemoryFormat exchange_memory_format(const at::Tensor& t);
 at::Tensor exchange_low_contribution(const at::Tensor& low, const std::optional<at::Tensor>& weight,
                                      const std::optional<at::Tensor>& bias, int64_t channels, at::MemoryFormat fmt);
 
+// The backward op's checks shared by every backend: out's rank, grad_out's shape and dtype.
+void check_fused_exchange_backward_args(const at::Tensor& grad_out, const at::Tensor& out);
+
+// What the backward kernels read and write, in out's memory format: dense copies of out and grad_out
+// (autograd may hand over expanded or transposed grads), grad_base (N, C, H, W) and, per low input, its
+// block sums (N, C, h_j, w_j); log2(s_j) per low (checked). Zero-size outputs come zeroed; under the
+// poison test hook, NaN-filled.
+struct ExchangeBackwardBuffers {
+  at::MemoryFormat fmt;
+  std::vector<int64_t> log2s;
+  at::Tensor out, grad_out, grad_base;
+  std::vector<at::Tensor> pooled;
+};
+ExchangeBackwardBuffers exchange_backward_buffers(const at::Tensor& grad_out, const at::Tensor& out,
+                                                  at::TensorList lows);
+
 }  // namespace hrnet_fast

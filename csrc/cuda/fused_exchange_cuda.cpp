@@ -77,35 +77,19 @@ at::Tensor fused_exchange_cuda(const at::Tensor& base, at::TensorList lows, at::
 std::tuple<at::Tensor, std::vector<at::Tensor>> fused_exchange_backward_cuda(const at::Tensor& grad_out,
                                                                              const at::Tensor& out, at::TensorList lows,
                                                                              bool relu) {
-  TORCH_CHECK(out.dim() == 4, "fused_exchange_backward: out must have shape (N, C, H, W), got ", out.sizes());
-  TORCH_CHECK(grad_out.sizes() == out.sizes(), "fused_exchange_backward: grad_out has shape ", grad_out.sizes(),
-              " but out has ", out.sizes());
-  TORCH_CHECK(grad_out.scalar_type() == out.scalar_type(), "fused_exchange_backward: grad_out has dtype ",
-              grad_out.scalar_type(), " but out has ", out.scalar_type());
+  check_fused_exchange_backward_args(grad_out, out);
   TORCH_CHECK(out.is_cuda() && grad_out.device() == out.device(),
               "fused_exchange_backward (cuda backend): grad_out and out must be on one CUDA device, got ",
               grad_out.device(), " and ", out.device());
   const ExchangeDType dtype = to_exchange_dtype(out.scalar_type(), "fused_exchange_backward");
-  std::vector<int64_t> log2s;
-  for (size_t j = 0; j < lows.size(); ++j) log2s.push_back(exchange_scale_log2("fused_exchange_backward", out, lows[j], j));
   const c10::cuda::CUDAGuard guard(out.device());
-  const at::MemoryFormat fmt = exchange_memory_format(out);
-  const bool cl = fmt == at::MemoryFormat::ChannelsLast;
-  const at::Tensor o = out.contiguous(fmt);
-  const at::Tensor g = grad_out.contiguous(fmt);  // autograd may hand us expanded or transposed grads
-  at::Tensor grad_base = at::empty_like(o, at::TensorOptions(), fmt);
-  std::vector<at::Tensor> pooled;
-  for (const at::Tensor& low : lows) {
-    pooled.push_back(at::empty({out.size(0), out.size(1), low.size(2), low.size(3)}, out.options(), fmt));
-  }
-  if (o.numel() == 0) {
-    for (auto& p : pooled) p.zero_();
-    return {grad_base, pooled};
-  }
-  if (exchange_poison_outputs()) {
-    grad_base.fill_(std::numeric_limits<double>::quiet_NaN());
-    for (auto& p : pooled) p.fill_(std::numeric_limits<double>::quiet_NaN());
-  }
+  ExchangeBackwardBuffers buf = exchange_backward_buffers(grad_out, out, lows);
+  const at::Tensor& o = buf.out;
+  const at::Tensor& g = buf.grad_out;
+  at::Tensor& grad_base = buf.grad_base;
+  std::vector<at::Tensor>& pooled = buf.pooled;
+  if (o.numel() == 0) return {grad_base, pooled};
+  const bool cl = buf.fmt == at::MemoryFormat::ChannelsLast;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(out.device().index()).stream();
   check_launch(cuda_kernels::launch_exchange_relu_mask(dtype, g.const_data_ptr(), o.const_data_ptr(),
                                                        grad_base.mutable_data_ptr(), o.numel(), relu, stream),
@@ -113,7 +97,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> fused_exchange_backward_cuda(con
   for (size_t j = 0; j < pooled.size(); ++j) {
     check_launch(cuda_kernels::launch_exchange_block_sum(dtype, grad_base.const_data_ptr(), pooled[j].mutable_data_ptr(),
                                                          o.size(0), o.size(1), o.size(2), o.size(3),
-                                                         static_cast<int>(log2s[j]), cl, stream),
+                                                         static_cast<int>(buf.log2s[j]), cl, stream),
                  "the block-sum kernel");
   }
   return {grad_base, pooled};
