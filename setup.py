@@ -33,7 +33,9 @@ def _extensions():
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
     sources = _rel(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")) + glob.glob(os.path.join(ROOT, "csrc", "cpu", "*.cpp")))
-    cxx_flags = ["-O3", "-std=c++17"]
+    # No -std flag of our own: BuildExtension adds the standard the installed torch's headers need
+    # (C++17 for older releases, C++20 for newer ones).
+    cxx_flags = ["-O3"]
     if os.environ.get("HRNET_FAST_NO_OPENMP", "0") != "1":
         cxx_flags.append("-fopenmp")
     with_cuda = (
@@ -48,7 +50,7 @@ def _extensions():
             sources,
             include_dirs=[os.path.join(ROOT, "csrc")],
             define_macros=[("HRNET_FAST_WITH_CUDA", "1")],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math", "-lineinfo"]},
             extra_link_args=["-fopenmp"] if "-fopenmp" in cxx_flags else [],
         )
     else:
