@@ -6,7 +6,6 @@
 
 #include <torch/library.h>
 
-#include <cstdlib>
 #include <limits>
 
 #include "cpu/fused_exchange_kernel.h"
@@ -35,11 +34,6 @@ int64_t exchange_scale_log2(const char* op, const at::Tensor& base, const at::Te
   TORCH_CHECK(sh == sw, op, ": lows[", j, "] must be scaled by the same factor in height and width, got ", sh, " and ", sw);
   TORCH_CHECK(sh >= 2 && is_pow2(sh), op, ": lows[", j, "] scale factor (base size / low size) must be a power of two >= 2, got ", sh);
   return ilog2(sh);
-}
-
-bool exchange_poison_outputs() {
-  const char* v = std::getenv("HRNET_FAST_POISON_OUTPUTS");
-  return v != nullptr && v[0] == '1';
 }
 
 c10::List<std::optional<at::Tensor>> exchange_optional_list(at::TensorList ts) {
@@ -147,11 +141,15 @@ at::Tensor fused_exchange_cpu(const at::Tensor& base, at::TensorList lows, at::T
   }
   at::Tensor out = at::empty_like(b, at::TensorOptions(), fmt);
   if (out.numel() == 0) return out;
-  if (exchange_poison_outputs()) out.fill_(std::numeric_limits<double>::quiet_NaN());
+  if (poison_outputs()) out.fill_(std::numeric_limits<double>::quiet_NaN());
   cpu::exchange_forward(b, z, log2s, relu, fmt == at::MemoryFormat::ChannelsLast, out);
   return out;
 }
 
+}  // namespace
+
+// Declared in fused_exchange.h and called by the CUDA binding too: external linkage, outside the unnamed
+// namespace (inside it, a CUDA build of _C had two undefined symbols and could not be imported).
 void check_fused_exchange_backward_args(const at::Tensor& grad_out, const at::Tensor& out) {
   TORCH_CHECK(out.dim() == 4, "fused_exchange_backward: out must have shape (N, C, H, W), got ", out.sizes());
   TORCH_CHECK(grad_out.sizes() == out.sizes(), "fused_exchange_backward: grad_out has shape ", grad_out.sizes(),
@@ -175,12 +173,14 @@ ExchangeBackwardBuffers exchange_backward_buffers(const at::Tensor& grad_out, co
   }
   if (buf.out.numel() == 0) {
     for (auto& p : buf.pooled) p.zero_();
-  } else if (exchange_poison_outputs()) {
+  } else if (poison_outputs()) {
     buf.grad_base.fill_(std::numeric_limits<double>::quiet_NaN());
     for (auto& p : buf.pooled) p.fill_(std::numeric_limits<double>::quiet_NaN());
   }
   return buf;
 }
+
+namespace {
 
 std::tuple<at::Tensor, std::vector<at::Tensor>> fused_exchange_backward_cpu(const at::Tensor& grad_out, const at::Tensor& out,
                                                                             at::TensorList lows, bool relu) {

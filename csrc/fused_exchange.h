@@ -11,16 +11,14 @@
 
 #include <vector>
 
+#include "common.h"
+
 namespace hrnet_fast {
 
 // Validates the op's arguments (TORCH_CHECK with the argument's name) and returns log2(s_j) per low.
 std::vector<int64_t> check_fused_exchange_args(const at::Tensor& base, at::TensorList lows,
                                                const c10::List<std::optional<at::Tensor>>& weights,
                                                const c10::List<std::optional<at::Tensor>>& biases);
-
-// Test hook: when the environment variable HRNET_FAST_POISON_OUTPUTS is "1", every backend fills its
-// freshly allocated outputs with NaN before its kernels run, so an element a kernel fails to write shows.
-bool exchange_poison_outputs();
 
 // The schema's weights/biases lists use an empty 1-d tensor (shape (0,)) for "None"; this maps them back.
 c10::List<std::optional<at::Tensor>> exchange_optional_list(at::TensorList ts);

@@ -1,4 +1,4 @@
-"""Which compute backends exist on this machine, and how ``backend="auto"`` picks one.
+"""Which compute backends exist on this machine, and the one place that decides which one runs a call.
 
 Backends (the same names for every op):
 
@@ -11,18 +11,23 @@ Backends (the same names for every op):
             under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``hrnet_fast`` is imported),
             which is how CI tests them. ``auto`` never picks the interpreter: it is slow.
 
-Each op declares an order of preference per device; ``auto`` takes the first backend whose
-``not_supported_reasons`` is empty. An explicit request that cannot be met raises a ``RuntimeError``
-listing every reason, including the extension's import error.
+Each op declares one :class:`OpSupport` table: per backend the device types and dtypes it runs, the
+compiled op it needs, and a function giving the reasons it cannot run a particular call (sizes, methods),
+plus ``auto``'s order of preference per device type. :func:`resolve` answers "which backend runs this
+call" from that table and the machine's :func:`backends` status, once per key (op, requested backend,
+device, dtype, the op's extra key), and caches the answer: a call pays one dictionary lookup. ``auto``
+takes the first backend in the device's order with no reasons; an explicit request that cannot be met
+raises a ``RuntimeError`` listing every reason, including the extension's import error.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.util
 import os
 import sys
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -51,6 +56,18 @@ def extension_error() -> Optional[str]:
 def extension_has_cuda() -> bool:
     ext = extension()
     return bool(ext is not None and getattr(ext, "with_cuda", lambda: False)())
+
+
+#: Test hook: with this environment variable set to "1", every backend (C++, CUDA, Triton) fills its freshly
+#: allocated outputs with NaN before its kernels run, so an element a kernel fails to write shows.
+POISON_ENV = "HRNET_FAST_POISON_OUTPUTS"
+
+
+def poison(*tensors: torch.Tensor) -> None:
+    """Fill ``tensors`` with NaN when the :data:`POISON_ENV` test hook is on (read per call: tests set it)."""
+    if os.environ.get(POISON_ENV) == "1":
+        for t in tensors:
+            t.fill_(float("nan"))
 
 
 def triton_interpreter() -> bool:
@@ -89,102 +106,129 @@ def triton_kernels(name: str):
     return importlib.import_module(full)
 
 
-def backend_status() -> Dict[str, Dict[str, object]]:
-    """Machine-level availability of each backend: ``{name: {"available": bool, "reason": str}}``."""
+@functools.lru_cache(maxsize=None)
+def _machine_status() -> Tuple[Tuple[str, bool, str], ...]:
+    """(name, available, reason) per backend; fixed for the life of the process (imports are cached)."""
     cuda_gpu = torch.cuda.is_available()
-    status: Dict[str, Dict[str, object]] = {
-        "torch": {"available": True, "reason": "always available (the reference)"},
-    }
+    rows = [("torch", True, "always available (the reference)")]
     err = extension_error()
-    status["cpp"] = {"available": err is None, "reason": err or "compiled extension loaded"}
+    rows.append(("cpp", err is None, err or "compiled extension loaded"))
     if err is not None:
-        status["cuda"] = {"available": False, "reason": err}
+        rows.append(("cuda", False, err))
     elif not extension_has_cuda():
-        status["cuda"] = {
-            "available": False,
-            "reason": "the extension was built without CUDA (CPU torch or no CUDA toolkit at build time)",
-        }
+        rows.append(("cuda", False, "the extension was built without CUDA (CPU torch or no CUDA toolkit at build time)"))
     elif not cuda_gpu:
-        status["cuda"] = {"available": False, "reason": "no CUDA GPU is visible to torch"}
+        rows.append(("cuda", False, "no CUDA GPU is visible to torch"))
     else:
-        status["cuda"] = {"available": True, "reason": "CUDA kernels built and a GPU is present"}
+        rows.append(("cuda", True, "CUDA kernels built and a GPU is present"))
     terr = _triton_import_error()
     if terr is not None:
-        status["triton"] = {"available": False, "reason": terr}
+        rows.append(("triton", False, terr))
     elif cuda_gpu:
-        status["triton"] = {"available": True, "reason": "triton importable and a CUDA GPU is present"}
+        rows.append(("triton", True, "triton importable and a CUDA GPU is present"))
     elif triton_interpreter():
-        status["triton"] = {
-            "available": True,
-            "reason": "Triton interpreter (TRITON_INTERPRET=1) on CPU tensors: correct but slow; auto never picks it",
-        }
+        rows.append(("triton", True, "Triton interpreter (TRITON_INTERPRET=1) on CPU tensors: correct but slow; auto never picks it"))
     else:
-        status["triton"] = {
-            "available": False,
-            "reason": "no CUDA GPU (set TRITON_INTERPRET=1 before importing hrnet_fast to run Triton kernels on CPU tensors)",
-        }
-    return status
+        rows.append(("triton", False, "no CUDA GPU (set TRITON_INTERPRET=1 before importing hrnet_fast to run Triton kernels on CPU tensors)"))
+    return tuple(rows)
 
 
 def backends() -> Dict[str, Dict[str, object]]:
-    """Public: which backends are available on this machine and why (or why not)."""
-    return backend_status()
+    """Which backends are available on this machine and why (or why not):
+    ``{name: {"available": bool, "reason": str}}``."""
+    return {name: {"available": ok, "reason": why} for name, ok, why in _machine_status()}
 
 
-# A backend's check takes the op's tensors (already validated) and returns reasons it cannot run them.
-SupportCheck = Callable[..., List[str]]
+# ----------------------------------------------------------------------------------------------------
+# What each backend of an op supports
+
+#: Every device type / every dtype.
+ANY = None
+ExtraReasons = Callable[..., List[str]]
 
 
-def device_reasons(backend: str, device: torch.device) -> List[str]:
-    """Reasons ``backend`` cannot run on ``device`` at all (machine level, not op level)."""
-    st = backend_status()[backend]
-    if not st["available"]:
-        return [str(st["reason"])]
-    if backend == "cpp" and device.type != "cpu":
-        return [f"cpp runs on CPU tensors, got {device.type}"]
-    if backend == "cuda" and device.type != "cuda":
-        return [f"cuda runs on CUDA tensors, got {device.type}"]
-    if backend == "triton":
-        if device.type == "cpu" and not triton_interpreter():
-            return ["triton needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)"]
-        if device.type not in ("cpu", "cuda"):
-            return [f"triton runs on CUDA tensors, got {device.type}"]
-    return []
+@dataclasses.dataclass(frozen=True, eq=False)
+class BackendSupport:
+    """What one backend of one op can run.
 
-
-def select_backend(
-    op: str,
-    requested: str,
-    device: torch.device,
-    order: Sequence[str],
-    op_reasons: Callable[[str], List[str]],
-) -> str:
-    """Resolve ``requested`` ("auto" or a backend name) to a backend that can run this call.
-
-    ``order`` is the op's preference for ``device`` under ``auto``; ``op_reasons(name)`` returns the
-    op-specific reasons (dtype, shape) a backend cannot run these inputs.
+    ``devices``/``dtypes``: tuples of device types and dtypes, or :data:`ANY`. ``compiled_op``: the
+    ``torch.ops.hrnet_fast`` op the backend calls (checked to be registered). ``reasons(device, dtype,
+    *key)``: the reasons it cannot run a call with the op's extra key (sizes, methods); ``[]``
+    when it can.
     """
+
+    devices: Optional[Tuple[str, ...]] = ANY
+    dtypes: Optional[Tuple[torch.dtype, ...]] = ANY
+    compiled_op: Optional[str] = None
+    reasons: Optional[ExtraReasons] = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class OpSupport:
+    """One op's backend table: ``backends[name]`` and ``auto``'s preference per device type
+    (``order``; device types not listed use ``("torch",)``)."""
+
+    op: str
+    backends: Mapping[str, BackendSupport]
+    order: Mapping[str, Tuple[str, ...]]
+
+    def not_supported_reasons(self, name: str, device: torch.device, dtype: torch.dtype, key: tuple = ()) -> List[str]:
+        """Why backend ``name`` cannot run this op on ``device``/``dtype`` with ``key`` ([] if it can)."""
+        status = backends()[name]
+        if not status["available"]:
+            return [str(status["reason"])]
+        spec = self.backends.get(name)
+        if spec is None:
+            return [f"{self.op} has no {name} backend"]
+        dev = device.type
+        if name == "triton" and dev == "cpu":
+            if not triton_interpreter():
+                return ["triton needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)"]
+            if dtype == torch.bfloat16:
+                return ["the Triton interpreter has no bfloat16"]
+        if spec.devices is not ANY and dev not in spec.devices:
+            return [f"{name} runs on {'/'.join(spec.devices)} tensors, got {dev}"]
+        if spec.dtypes is not ANY and dtype not in spec.dtypes:
+            return [f"{name} supports {', '.join(str(d).replace('torch.', '') for d in spec.dtypes)}, got "
+                    f"{str(dtype).replace('torch.', '')}"]
+        if spec.compiled_op is not None and not hasattr(torch.ops.hrnet_fast, spec.compiled_op):
+            return [f"the compiled extension does not register hrnet_fast::{spec.compiled_op}"]
+        return list(spec.reasons(device, dtype, *key)) if spec.reasons is not None else []
+
+
+@functools.lru_cache(maxsize=4096)
+def resolve(support: OpSupport, requested: str, device: torch.device, dtype: torch.dtype, key: tuple = ()) -> str:
+    """The backend that runs ``support.op`` for this (requested, device, dtype, key); cached.
+
+    ``requested`` is ``"auto"`` or a backend name. Raises ``ValueError`` for an unknown name and
+    ``RuntimeError`` (with every reason) when nothing, or not the requested backend, can run the call.
+    """
+    op = support.op
     if requested != "auto" and requested not in BACKENDS:
         raise ValueError(f"{op}: backend must be 'auto' or one of {list(BACKENDS)}, got {requested!r}")
-
-    def reasons(name: str) -> List[str]:
-        r = device_reasons(name, device)
-        return r if r else op_reasons(name)
-
     if requested != "auto":
-        r = reasons(requested)
+        r = support.not_supported_reasons(requested, device, dtype, key)
         if r:
             raise RuntimeError(f"{op}: backend {requested!r} cannot run these inputs: " + "; ".join(r))
         return requested
     collected = {}
-    for name in order:
-        if name == "triton" and device.type == "cpu":
-            continue  # the interpreter is for testing, not for speed
-        r = reasons(name)
+    # the Triton interpreter is never in a CPU order: it is for testing, not for speed
+    for name in support.order.get(device.type, ("torch",)):
+        r = support.not_supported_reasons(name, device, dtype, key)
         if not r:
             return name
         collected[name] = r
     raise RuntimeError(
-        f"{op}: no backend can run these inputs: "
-        + " | ".join(f"{k}: {'; '.join(v)}" for k, v in collected.items())
+        f"{op}: no backend can run these inputs: " + " | ".join(f"{k}: {'; '.join(v)}" for k, v in collected.items())
     )
+
+
+# Under torch.compile the choice is made once, at trace time, and baked into the graph: Dynamo must not
+# trace the resolver itself (it imports the extension and reads the environment).
+resolve_traced = torch._dynamo.assume_constant_result(resolve)
+
+
+def clear_cache() -> None:
+    """Forget every cached answer (tests that change the environment or the registered ops call this)."""
+    resolve.cache_clear()
+    _machine_status.cache_clear()

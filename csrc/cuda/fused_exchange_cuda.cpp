@@ -53,7 +53,7 @@ at::Tensor fused_exchange_cuda(const at::Tensor& base, at::TensorList lows, at::
   }
   at::Tensor out = at::empty_like(b, at::TensorOptions(), fmt);
   if (out.numel() == 0) return out;
-  if (exchange_poison_outputs()) out.fill_(std::numeric_limits<double>::quiet_NaN());
+  if (poison_outputs()) out.fill_(std::numeric_limits<double>::quiet_NaN());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(base.device().index()).stream();
   const int64_t n = b.size(0), c = b.size(1), h = b.size(2), w = b.size(3);
   // Chunks of kMaxLowsPerLaunch contributions; later chunks accumulate into out, the ReLU on the last.

@@ -120,9 +120,11 @@ class ExchangeUnit(nn.ModuleList):
             return self.reference_forward(xs)
         from ..ops.fused_exchange import resolve_backend
 
-        if self.backend == "auto" and resolve_backend(xs[0], "auto") == "torch":
-            return self.reference_forward(xs)
-        return self.fused_forward(xs)
+        # one resolution per forward (cached), shared by every output branch
+        name = resolve_backend(xs[0], self.backend)
+        if name == "torch" and self.backend == "auto":
+            return self.reference_forward(xs)  # the official op order, not the fused formula in torch
+        return self.fused_forward(xs, name)
 
     def reference_forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
         """The official computation, op for op (summation order included)."""
@@ -135,9 +137,13 @@ class ExchangeUnit(nn.ModuleList):
             out.append(torch.relu(y))
         return out
 
-    def fused_forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
-        """The same result through one :func:`~hrnet_fast.ops.fused_exchange` call per output branch."""
-        from ..ops.fused_exchange import fused_exchange
+    def fused_forward(self, xs: List[torch.Tensor], backend: Optional[str] = None) -> List[torch.Tensor]:
+        """The same result through one :func:`~hrnet_fast.ops.fused_exchange` call per output branch
+        (``backend``: as resolved by the caller; None resolves ``self.backend`` here)."""
+        from ..ops.fused_exchange import _check_args, resolve_backend, run_backend
+
+        if backend is None:
+            backend = resolve_backend(xs[0], self.backend)
 
         out = []
         for i in range(len(self)):
@@ -160,7 +166,8 @@ class ExchangeUnit(nn.ModuleList):
                     lows.append(xs[j])
                     weights.append(w)
                     biases.append(b)
-            out.append(fused_exchange(base, lows, weights, biases, relu=True, backend=self.backend))
+            lows, weights, biases = _check_args(base, lows, weights, biases)
+            out.append(run_backend(backend, base, lows, weights, biases, True))
         return out
 
     def _folded(self, i: int, j: int, conv: nn.Conv2d, norm: nn.Module):

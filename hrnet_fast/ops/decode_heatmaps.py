@@ -130,25 +130,25 @@ def _flip_perm(pairs: Tuple[Tuple[int, int], ...], num_joints: int, device: torc
 # --------------------------------------------------------------------------------------------------
 # Validation: clear Python errors naming the argument.
 # --------------------------------------------------------------------------------------------------
-def _check_heatmaps(name: str, t, ref: Optional[torch.Tensor] = None) -> None:
+def _check_heatmaps(name: str, t, ref: Optional[torch.Tensor] = None, op: str = _OP) -> None:
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{_OP}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() != 4:
-        raise ValueError(f"{_OP}: {name} must be a 4-D tensor (N, K, H, W), got shape {tuple(t.shape)}")
+        raise ValueError(f"{op}: {name} must be a 4-D tensor (N, K, H, W), got shape {tuple(t.shape)}")
     if t.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{_OP}: {name} must be float32, float16 or bfloat16, got {t.dtype}")
+        raise TypeError(f"{op}: {name} must be float32, float16 or bfloat16, got {t.dtype}")
     if t.shape[2] < 1 or t.shape[3] < 1:
-        raise ValueError(f"{_OP}: {name} must have H >= 1 and W >= 1, got shape {tuple(t.shape)}")
+        raise ValueError(f"{op}: {name} must have H >= 1 and W >= 1, got shape {tuple(t.shape)}")
     if ref is not None:
         if t.shape != ref.shape:
-            raise ValueError(f"{_OP}: {name} must have the shape of heatmaps {tuple(ref.shape)}, got {tuple(t.shape)}")
+            raise ValueError(f"{op}: {name} must have the shape of heatmaps {tuple(ref.shape)}, got {tuple(t.shape)}")
         if t.dtype != ref.dtype:
-            raise TypeError(f"{_OP}: {name} must have the dtype of heatmaps ({ref.dtype}), got {t.dtype}")
+            raise TypeError(f"{op}: {name} must have the dtype of heatmaps ({ref.dtype}), got {t.dtype}")
         if t.device != ref.device:
-            raise ValueError(f"{_OP}: {name} must be on the device of heatmaps ({ref.device}), got {t.device}")
+            raise ValueError(f"{op}: {name} must be on the device of heatmaps ({ref.device}), got {t.device}")
 
 
-def _normalize_pairs(flip_pairs, num_joints: int) -> Tuple[Tuple[int, int], ...]:
+def _normalize_pairs(flip_pairs, num_joints: int, op: str = _OP) -> Tuple[Tuple[int, int], ...]:
     if isinstance(flip_pairs, torch.Tensor):
         flip_pairs = flip_pairs.tolist()
     elif hasattr(flip_pairs, "tolist"):  # numpy array
@@ -156,7 +156,7 @@ def _normalize_pairs(flip_pairs, num_joints: int) -> Tuple[Tuple[int, int], ...]
     try:
         pairs = [tuple(p) for p in flip_pairs]
     except TypeError:
-        raise TypeError(f"{_OP}: flip_pairs must be a sequence of (left, right) joint index pairs, got {flip_pairs!r}") from None
+        raise TypeError(f"{op}: flip_pairs must be a sequence of (left, right) joint index pairs, got {flip_pairs!r}") from None
     seen = set()
     out = []
     for p in pairs:
@@ -165,26 +165,28 @@ def _normalize_pairs(flip_pairs, num_joints: int) -> Tuple[Tuple[int, int], ...]
                 raise TypeError
             p = tuple(operator.index(v) for v in p)  # ints, numpy ints
         except TypeError:
-            raise TypeError(f"{_OP}: every flip pair must be two ints, got {p!r}") from None
+            raise TypeError(f"{op}: every flip pair must be two ints, got {p!r}") from None
         for v in p:
             if not 0 <= v < num_joints:
                 raise ValueError(
-                    f"{_OP}: flip_pairs index {v} (in pair {p}) is out of range for K={num_joints} joints: "
+                    f"{op}: flip_pairs index {v} (in pair {p}) is out of range for K={num_joints} joints: "
                     f"flip_pairs does not fit the heatmaps"
                 )
         if p[0] != p[1]:
             for v in p:
                 if v in seen:
-                    raise ValueError(f"{_OP}: joint {v} appears in more than one flip pair")
+                    raise ValueError(f"{op}: joint {v} appears in more than one flip pair")
                 seen.add(v)
         out.append((int(p[0]), int(p[1])))
     return tuple(out)
 
 
 def _check_box(name: str, v, n: int, device: torch.device) -> torch.Tensor:
+    # detached: decoding is not differentiable in any backend (the compiled ones have no autograd)
     if isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.device == device and v.shape == (n, 2):
-        return v.contiguous()
+        return v.detach().contiguous()
     if isinstance(v, torch.Tensor):
+        v = v.detach()
         if not (v.is_floating_point() or v.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"{_OP}: {name} must be a real tensor, got {v.dtype}")
         # non_blocking: a CPU box for CUDA heatmaps is copied without a host sync.
@@ -199,11 +201,17 @@ def _check_box(name: str, v, n: int, device: torch.device) -> torch.Tensor:
     return t.contiguous()
 
 
-def _check_blur_kernel(blur_kernel) -> int:
+def _check_blur_kernel(blur_kernel, height: int, width: int) -> int:
     if isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int):
         raise TypeError(f"{_OP}: blur_kernel must be an int, got {type(blur_kernel).__name__}")
     if blur_kernel <= 0 or blur_kernel % 2 == 0:
         raise ValueError(f"{_OP}: blur_kernel must be a positive odd int, got {blur_kernel}")
+    # A wider kernel reaches no further pixel of a zero-padded H x W map (only its sigma grows), and an
+    # unbounded one costs unbounded time: cap it at twice the larger side plus one.
+    limit = 2 * max(height, width) + 1
+    if blur_kernel > limit:
+        raise ValueError(f"{_OP}: blur_kernel must be <= 2 * max(H, W) + 1 = {limit} for {height}x{width} heatmaps, "
+                         f"got {blur_kernel}")
     return blur_kernel
 
 
@@ -370,40 +378,45 @@ def _decode_triton_fake(heatmaps, flipped, flip_perm, center, scale, method, shi
 
 
 # --------------------------------------------------------------------------------------------------
-# Backend selection
+# Backend selection: what each backend runs (one table; hrnet_fast._backends.resolve decides from it).
 # --------------------------------------------------------------------------------------------------
-_ORDER = {"cpu": ("cpp", "torch"), "cuda": ("cuda", "triton", "torch")}
-# The Triton DARK/UDP kernel holds a whole heatmap (padded to powers of two) in one program.
-_TRITON_MAX_BLOCK = 128
+def _cuda_reasons(device: torch.device, dtype: torch.dtype, method: int, h: int, w: int) -> List[str]:
+    if method < METHODS["dark"]:
+        return []
+    # the DARK/UDP kernel keeps the row-blurred heatmap in shared memory: H*W floats in one block
+    props = torch.cuda.get_device_properties(device)
+    limit = int(getattr(props, "shared_memory_per_block_optin", 48 * 1024))
+    if h * w * 4 > limit:
+        return [f"cuda dark/udp keeps an H*W float heatmap in shared memory: {h}x{w} needs {h * w * 4} bytes, "
+                f"this GPU allows {limit} per block"]
+    return []
 
 
-def _op_reasons(name: str, heatmaps: torch.Tensor, method: int) -> List[str]:
-    reasons = []
-    if name in ("cpp", "cuda") and _CPP_OP is None:
-        reasons.append(f"the compiled extension has no decode_heatmaps op ({_backends.extension_error() or 'old build'})")
-    if name == "triton":
-        if heatmaps.dtype == torch.bfloat16 and heatmaps.device.type == "cpu":
-            reasons.append("the Triton interpreter has no bfloat16")
-        if method >= METHODS["dark"] and max(heatmaps.shape[2], heatmaps.shape[3]) > _TRITON_MAX_BLOCK:
-            reasons.append(f"triton dark/udp holds a heatmap in one program: H and W must be <= {_TRITON_MAX_BLOCK}")
-    return reasons
+def _triton_reasons(device: torch.device, dtype: torch.dtype, method: int, h: int, w: int) -> List[str]:
+    kern = _backends.triton_kernels("decode_heatmaps")
+    if not hasattr(kern, "unsupported_reason"):  # TEMPORARY until the kernel module exports it
+        return ["triton dark/udp: H and W must be <= 128"] if method >= 2 and max(h, w) > 128 else []
+    why = kern.unsupported_reason(h, w, method)
+    return [why] if why else []
 
 
-_selected: Dict[tuple, str] = {}
+SUPPORT = _backends.OpSupport(
+    op=_OP,
+    backends={
+        "torch": _backends.BackendSupport(),
+        "cpp": _backends.BackendSupport(devices=("cpu",), dtypes=_FLOAT_DTYPES, compiled_op="decode_heatmaps"),
+        "cuda": _backends.BackendSupport(devices=("cuda",), dtypes=_FLOAT_DTYPES, compiled_op="decode_heatmaps",
+                                         reasons=_cuda_reasons),
+        "triton": _backends.BackendSupport(devices=("cuda", "cpu"), dtypes=_FLOAT_DTYPES, reasons=_triton_reasons),
+    },
+    order={"cpu": ("cpp", "torch"), "cuda": ("cuda", "triton", "torch")},
+)
 
 
-def _select(backend: str, heatmaps: torch.Tensor, code: int) -> str:
-    """select_backend, memoised: its answer depends only on this key (availability is fixed per process),
-    and the decode of a small batch should not pay for the lookup on every call."""
-    key = (backend, heatmaps.device, heatmaps.dtype, code, max(heatmaps.shape[2], heatmaps.shape[3]) > _TRITON_MAX_BLOCK)
-    name = _selected.get(key)
-    if name is None:
-        name = _backends.select_backend(
-            _OP, backend, heatmaps.device, _ORDER.get(heatmaps.device.type, ("torch",)),
-            lambda b: _op_reasons(b, heatmaps, code),
-        )
-        _selected[key] = name
-    return name
+def resolve_backend(heatmaps: torch.Tensor, method: str = "quarter", backend: str = "auto") -> str:
+    """The backend :func:`decode_heatmaps` uses for these heatmaps and method (cached)."""
+    key = (METHODS[method], int(heatmaps.shape[2]), int(heatmaps.shape[3]))
+    return _backends.resolve(SUPPORT, backend, heatmaps.device, heatmaps.dtype, key)
 
 
 def decode_heatmaps(
@@ -441,7 +454,7 @@ def decode_heatmaps(
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"{_OP}: method must be one of {list(METHODS)}, got {method!r}")
     code = METHODS[method]
-    ksize = _check_blur_kernel(blur_kernel)
+    ksize = _check_blur_kernel(blur_kernel, heatmaps.shape[2], heatmaps.shape[3])
     if not isinstance(shift, bool):
         raise TypeError(f"{_OP}: shift must be a bool, got {type(shift).__name__}")
     n, k = heatmaps.shape[0], heatmaps.shape[1]
@@ -465,7 +478,7 @@ def decode_heatmaps(
     if flipped is not None:
         flipped = flipped.detach()
 
-    name = _select(backend, heatmaps, code)
+    name = _backends.resolve(SUPPORT, backend, device, heatmaps.dtype, (code, int(heatmaps.shape[2]), int(heatmaps.shape[3])))
     if name == "torch":
         return decode_heatmaps_reference(heatmaps, flipped, perm, center, scale, code, shift, ksize)
     weights = _blur_weights(ksize, device) if code >= METHODS["dark"] else None
@@ -482,9 +495,10 @@ def flip_merge(heatmaps: torch.Tensor, flipped: torch.Tensor, flip_pairs, shift:
     Returns the merged (N, K, H, W) tensor in the heatmaps' dtype (computed in fp32: bit-exact to the
     official merge for fp32 input). Vectorised torch ops on the heatmaps' device.
     """
-    _check_heatmaps("heatmaps", heatmaps)
-    _check_heatmaps("flipped", flipped, heatmaps)
+    op = "flip_merge"
+    _check_heatmaps("heatmaps", heatmaps, op=op)
+    _check_heatmaps("flipped", flipped, heatmaps, op=op)
     if not isinstance(shift, bool):
-        raise TypeError(f"{_OP}: shift must be a bool, got {type(shift).__name__}")
-    perm = _flip_perm(_normalize_pairs(flip_pairs, heatmaps.shape[1]), heatmaps.shape[1], heatmaps.device)
+        raise TypeError(f"{op}: shift must be a bool, got {type(shift).__name__}")
+    perm = _flip_perm(_normalize_pairs(flip_pairs, heatmaps.shape[1], op), heatmaps.shape[1], heatmaps.device)
     return _flip_merge_torch(heatmaps, flipped, perm, shift).to(heatmaps.dtype)

@@ -21,17 +21,27 @@ import torch.nn.functional as F
 
 from .. import _backends
 
-__all__ = ["fused_exchange", "fused_exchange_reference", "resolve_backend"]
+__all__ = ["SUPPORT", "fused_exchange", "fused_exchange_reference", "resolve_backend", "run_backend"]
 
 _OP = "fused_exchange"
-# auto's preference per device type. On CUDA the Triton kernel fuses the 1x1 conv (tl.dot) into the
-# full-resolution pass, while the CUDA backend does the conv with cuBLAS at low resolution first.
-_ORDER = {"cpu": ("cpp", "torch"), "cuda": ("triton", "cuda", "torch")}
-_DTYPES = {
-    "cpp": (torch.float32, torch.float64),
-    "cuda": (torch.float16, torch.bfloat16, torch.float32, torch.float64),
-    "triton": (torch.float16, torch.bfloat16, torch.float32),
-}
+
+# What each backend runs: one table, from which hrnet_fast._backends.resolve decides. On CUDA, auto
+# prefers the Triton kernel, which fuses the 1x1 conv (tl.dot) into the full-resolution pass, over the
+# CUDA backend, which does the conv with cuBLAS at low resolution first (order not yet settled on a GPU).
+SUPPORT = _backends.OpSupport(
+    op=_OP,
+    backends={
+        "torch": _backends.BackendSupport(),
+        "cpp": _backends.BackendSupport(devices=("cpu",), dtypes=(torch.float32, torch.float64),
+                                        compiled_op="fused_exchange"),
+        "cuda": _backends.BackendSupport(devices=("cuda",),
+                                         dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64),
+                                         compiled_op="fused_exchange"),
+        "triton": _backends.BackendSupport(devices=("cuda", "cpu"), dtypes=(torch.float16, torch.bfloat16, torch.float32)),
+    },
+    order={"cpu": ("cpp", "torch"), "cuda": ("triton", "cuda", "torch")},
+)
+
 
 Weights = Optional[Sequence[Optional[torch.Tensor]]]
 
@@ -114,56 +124,41 @@ def _check_args(
 
 
 # ----------------------------------------------------------------------------------------------------
-# The reference
+# The reference and backend selection
 
 
 def fused_exchange_reference(
     base: torch.Tensor, lows: Sequence[torch.Tensor], weights: Weights = None, biases: Weights = None, relu: bool = True
 ) -> torch.Tensor:
-    """The unfused torch computation (1x1 conv, nearest upsample, add, ReLU): the spec of every backend."""
+    """The unfused torch computation (1x1 conv, nearest upsample, add, ReLU): the spec of every backend.
+    Arguments as :func:`fused_exchange`'s (checked here)."""
     lows, ws, bs = _check_args(base, lows, weights, biases)
+    return _reference(base, lows, ws, bs, bool(relu))
+
+
+def _reference(base: torch.Tensor, lows: List[torch.Tensor], ws: List[Optional[torch.Tensor]],
+               bs: List[Optional[torch.Tensor]], relu: bool) -> torch.Tensor:
+    """The torch backend on checked arguments (lists; 2-d weights or None; biases or None)."""
+    if base.numel() == 0:  # N or C is 0: an empty output (conv and interpolate reject empty tensors)
+        return torch.relu(base) if relu else base.clone()
     y = base
     for low, w, b in zip(lows, ws, bs):
-        z = low if w is None else F.conv2d(low, w.reshape(w.shape[0], w.shape[1], 1, 1))
+        if w is not None and low.shape[1] == 0:  # no input channels: the 1x1 conv contributes zeros
+            z = low.new_zeros((low.shape[0], w.shape[0], low.shape[2], low.shape[3]))
+        else:
+            z = low if w is None else F.conv2d(low, w.reshape(w.shape[0], w.shape[1], 1, 1))
         if b is not None:
             z = z + b.reshape(1, -1, 1, 1)
         y = y + F.interpolate(z, size=(base.shape[2], base.shape[3]), mode="nearest")
     return torch.relu(y) if relu else y
 
 
-# ----------------------------------------------------------------------------------------------------
-# Backend selection
-
-
-def _op_reasons(name: str, dtype: torch.dtype, device_type: str) -> List[str]:
-    if name == "torch":
-        return []
-    if name in ("cpp", "cuda") and not hasattr(torch.ops.hrnet_fast, "fused_exchange"):
-        return ["the compiled extension does not register hrnet_fast::fused_exchange"]
-    if dtype not in _DTYPES[name]:
-        return [f"{name} supports {', '.join(str(d) for d in _DTYPES[name])}, got {dtype}"]
-    if name == "triton" and device_type == "cpu" and dtype == torch.bfloat16:
-        return ["the Triton interpreter has no bfloat16"]
-    return []
-
-
-def _resolve(backend: str, device: str, dtype: torch.dtype) -> str:
-    dev = torch.device(device)
-    order = _ORDER.get(dev.type, ("torch",))
-    return _backends.select_backend(_OP, backend, dev, order, lambda name: _op_reasons(name, dtype, dev.type))
-
-
-# Under torch.compile the choice is made once, at trace time, and baked into the graph: Dynamo must not
-# trace the registry itself (it imports the extension and reads the environment).
-_resolve_traced = torch._dynamo.assume_constant_result(_resolve)
-
-
 def resolve_backend(base: torch.Tensor, backend: str = "auto") -> str:
-    """The backend :func:`fused_exchange` would use for ``base``'s device and dtype (raises when an explicit
-    ``backend`` cannot run it)."""
+    """The backend :func:`fused_exchange` uses for ``base``'s device and dtype (raises when an explicit
+    ``backend`` cannot run it). Cached; under torch.compile it is a trace-time constant."""
     if torch.compiler.is_compiling():
-        return _resolve_traced(backend, str(base.device), base.dtype)
-    return _resolve(backend, str(base.device), base.dtype)
+        return _backends.resolve_traced(SUPPORT, backend, base.device, base.dtype)
+    return _backends.resolve(SUPPORT, backend, base.device, base.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -314,10 +309,15 @@ def fused_exchange(
     base is channels_last. Differentiable with respect to base, lows, weights and biases.
     """
     lows, ws, bs = _check_args(base, lows, weights, biases)
-    relu = bool(relu)
-    name = resolve_backend(base, backend)
+    return run_backend(resolve_backend(base, backend), base, lows, ws, bs, bool(relu))
+
+
+def run_backend(name: str, base: torch.Tensor, lows: List[torch.Tensor], ws: List[Optional[torch.Tensor]],
+                bs: List[Optional[torch.Tensor]], relu: bool) -> torch.Tensor:
+    """Run backend ``name`` (as resolved) on checked arguments: no checks, no resolution. For callers that
+    have done both once, e.g. :class:`~hrnet_fast.ExchangeUnit` per forward."""
     if name == "torch":
-        return fused_exchange_reference(base, lows, ws, bs, relu)
+        return _reference(base, lows, ws, bs, relu)
     ws, bs = _placeholders(base, ws), _placeholders(base, bs)
     if name == "triton":
         return _triton_forward(base, lows, ws, bs, relu)
