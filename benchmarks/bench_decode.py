@@ -1,14 +1,24 @@
 """pytest-benchmark suite for heatmap decoding: official numpy (with its host copy) vs hrnet_fast.
 
     pytest benchmarks/bench_decode.py --benchmark-columns=median,iqr --benchmark-group-by=param:shape,param:batch
+    HRNET_FAST_BENCH_QUICK=1 pytest benchmarks/bench_decode.py --benchmark-disable   # smoke run, tiny sizes
 """
+import os
+
 import pytest
 import torch
 
-from _decode_setup import BATCHES, DTYPES, SHAPES, make_inputs, providers
+import _decode_setup
+from _decode_setup import make_inputs, providers
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 PROVIDERS = providers(DEVICE)
+QUICK = os.environ.get("HRNET_FAST_BENCH_QUICK") == "1"
+if QUICK:
+    SHAPES, BATCHES, DTYPES = [(16, 12)], [2], {"fp32": torch.float32}
+else:
+    SHAPES, BATCHES, DTYPES = _decode_setup.SHAPES, _decode_setup.BATCHES, _decode_setup.DTYPES
+DARK_SHAPE, DARK_BATCH = ((16, 12), 2) if QUICK else ((64, 48), 64)
 
 
 @pytest.mark.parametrize("provider", list(PROVIDERS))
@@ -35,7 +45,7 @@ def test_decode_official(benchmark, provider, method, dtype, batch, shape):
 @pytest.mark.parametrize("provider", [p for p in PROVIDERS if p != "numpy_official"])
 @pytest.mark.parametrize("method", ["dark", "udp"])
 def test_decode_dark_udp(benchmark, provider, method):
-    x = make_inputs(64, 64, 48, torch.float32, DEVICE)
+    x = make_inputs(DARK_BATCH, DARK_SHAPE[0], DARK_SHAPE[1], torch.float32, DEVICE)
     fn = PROVIDERS[provider]
 
     def run():

@@ -1,6 +1,8 @@
 """pytest-benchmark suite: all exchange units of W32 and W48 at 256x192, fused vs the unfused reference.
 
     PYTHONPATH=. python -m pytest benchmarks/bench_fused_exchange.py --benchmark-only
+    HRNET_FAST_BENCH_QUICK=1 PYTHONPATH=. python -m pytest benchmarks/bench_fused_exchange.py --benchmark-disable
+                                                      # smoke run: W32 at 64x64, batch 1, fp32, each case once
 
 One benchmark = every exchange unit of a model (each distinct unit run as many times as the model has
 it), per batch (CPU 1, 8; GPU 1, 8, 64), layout, mode (fwd, fwdbwd) and provider (torch = unfused
@@ -9,16 +11,23 @@ for the side-by-side table with ratios and bandwidth.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
-from exchange_cases import MODELS, make_args, provider_fn, run_all, sync, workloads
-from hrnet_fast.ops.fused_exchange import resolve_backend
+import exchange_cases
+from exchange_cases import available, make_args, provider_fn, run_all, sync, workloads
 
 GPU = torch.cuda.is_available()
 DEVICE = "cuda" if GPU else "cpu"
-BATCHES = (1, 8, 64) if GPU else (1, 8)
-DTYPES = (torch.float16, torch.float32) if GPU else (torch.float32,)
+QUICK = os.environ.get("HRNET_FAST_BENCH_QUICK") == "1"
+if QUICK:
+    MODELS, IMAGE, BATCHES, DTYPES = exchange_cases.MODELS[:1], (64, 64), (1,), (torch.float32,)
+else:
+    MODELS, IMAGE = exchange_cases.MODELS, exchange_cases.IMAGE
+    BATCHES = (1, 8, 64) if GPU else (1, 8)
+    DTYPES = (torch.float16, torch.float32) if GPU else (torch.float32,)
 PROVIDERS = ("torch", "cuda", "triton", "compile") if GPU else ("torch", "cpp")
 
 
@@ -29,13 +38,11 @@ PROVIDERS = ("torch", "cuda", "triton", "compile") if GPU else ("torch", "cpp")
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("model", MODELS)
 def test_exchange_units(benchmark, model, batch, dtype, layout, mode, provider):
-    if provider not in ("torch", "compile"):
-        try:
-            resolve_backend(torch.empty(1, 1, 1, 1, device=DEVICE, dtype=dtype), provider)
-        except RuntimeError as exc:
-            pytest.skip(str(exc))
+    why = available(provider, DEVICE, dtype)
+    if why:
+        pytest.skip(why)
     fns = []
-    for wl in workloads(model):
+    for wl in workloads(model, IMAGE):
         args = make_args(wl, batch, dtype=dtype, device=DEVICE, channels_last=layout == "nhwc",
                          requires_grad=mode == "fwdbwd")
         fns.append((provider_fn(provider, args, mode), wl.count))

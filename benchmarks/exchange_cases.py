@@ -8,12 +8,11 @@ backend of the same op (1x1 conv with bias, nearest upsample, add, ReLU: the off
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
-import statistics
 import subprocess
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -21,6 +20,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import torch
 
 import hrnet_fast
+from hrnet_fast._timing import cpu_name, measure
 from hrnet_fast.models.pose_hrnet import ExchangeUnit
 from hrnet_fast.ops import fused_exchange, fused_exchange_reference
 
@@ -44,7 +44,16 @@ class Workload:
 
 
 def workloads(model: str, image: Tuple[int, int] = IMAGE) -> List[Workload]:
-    """Every exchange unit of ``model`` at ``image`` (H, W), grouped by shape, in forward order."""
+    """Every exchange unit of ``model`` (a config name or YAML path) at ``image`` (H, W, multiples of 32),
+    grouped by shape, in forward order."""
+    if image[0] % 32 or image[1] % 32 or min(image) <= 0:
+        raise ValueError(f"workloads: image must be (H, W), positive multiples of 32, got {image}")
+    return [Workload(w.model, w.stage, w.count, list(w.rows), list(w.modules)) for w in _workloads(model, tuple(image))]
+
+
+@functools.lru_cache(maxsize=None)
+def _workloads(model: str, image: Tuple[int, int]) -> Tuple[Workload, ...]:
+    # building a W48 network takes about a second on the CPU: once per (model, image) per process
     net = hrnet_fast.pose_hrnet(model)
     groups: "OrderedDict[tuple, Workload]" = OrderedDict()
     h0, w0 = image[0] // 4, image[1] // 4
@@ -65,7 +74,7 @@ def workloads(model: str, image: Tuple[int, int] = IMAGE) -> List[Workload]:
             groups[key] = Workload(model, stage, 1, rows, [module])
     for wl in groups.values():
         wl.stage = f"{wl.stage}[{','.join(wl.modules)}]"
-    return list(groups.values())
+    return tuple(groups.values())
 
 
 def make_args(wl: Workload, batch: int, dtype=torch.float32, device="cpu", channels_last=False,
@@ -100,15 +109,30 @@ def forward_bytes(args) -> int:
     return total
 
 
+def available(provider: str, device: str, dtype: torch.dtype) -> str:
+    """'' when ``provider`` runs ``dtype`` on ``device``, else why not (from a tiny call of the public op)."""
+    if provider in ("torch", "compile"):
+        return ""
+    base = torch.zeros(1, 2, 2, 2, device=device, dtype=dtype)
+    low = torch.zeros(1, 4, 1, 1, device=device, dtype=dtype)
+    try:
+        fused_exchange(base, [low], [torch.zeros(2, 4, device=device, dtype=dtype)], [None], backend=provider)
+        return ""
+    except (RuntimeError, TypeError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 def provider_fn(provider: str, args, mode: str) -> Callable[[], None]:
     """A no-argument callable running every branch of one unit: ``provider`` in torch (the unfused
     reference), cpp / cuda / triton (fused), compile (torch.compile of the reference); ``mode`` fwd or fwdbwd."""
     if provider == "compile":
         # One compiled graph per unit shape, dtype, layout and mode: raise Dynamo's recompile limit (8 by
         # default), past which it would silently run the reference eagerly and label it "compile".
-        import torch._dynamo
+        # (Imported under another name: a plain `import torch._dynamo` here would make `torch` a local
+        # of this function, unbound in every other provider's closure.)
+        import torch._dynamo as dynamo
 
-        cfg = torch._dynamo.config
+        cfg = dynamo.config
         cfg.cache_size_limit = max(cfg.cache_size_limit, 512)
         if hasattr(cfg, "accumulated_cache_size_limit"):
             cfg.accumulated_cache_size_limit = max(cfg.accumulated_cache_size_limit, 4096)
@@ -149,38 +173,12 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(fn: Callable[[], None], device: str = "cpu", min_time: float = 0.3, min_reps: int = 5,
-            warmup: int = 2) -> Dict[str, float]:
-    """Median and p20/p80 seconds per call. On CUDA each sample times enough back-to-back calls to last
-    about a millisecond, so launch and sync overheads do not dominate."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    inner = 1
-    if device == "cuda":
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        inner = max(1, int(1e-3 / max(time.perf_counter() - t0, 1e-7)))
-    samples: List[float] = []
-    start = time.perf_counter()
-    while len(samples) < min_reps or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync(device)
-        samples.append((time.perf_counter() - t0) / inner)
-    samples.sort()
-    q = lambda p: samples[min(len(samples) - 1, int(p * len(samples)))]  # noqa: E731
-    return {"median": statistics.median(samples), "p20": q(0.2), "p80": q(0.8), "reps": len(samples) * inner}
-
-
 def copy_time(nbytes: int, device: str, dtype=torch.float16) -> float:
     """Median seconds of a device-to-device copy that moves ``nbytes`` (reads and writes nbytes/2 each)."""
     n = max(1, nbytes // 2 // torch.tensor([], dtype=dtype).element_size())
     src = torch.empty(n, dtype=dtype, device=device).uniform_()
     dst = torch.empty_like(src)
-    return measure(lambda: dst.copy_(src), device)["median"]
+    return measure(lambda: dst.copy_(src), device, min_time=0.1, min_runs=5, warmup=2, sample_time=1e-3)["ms"] / 1e3
 
 
 def device_info(device: str) -> Dict[str, str]:
@@ -194,13 +192,7 @@ def device_info(device: str) -> Dict[str, str]:
     if device == "cuda":
         info["device"] = torch.cuda.get_device_name()
     else:
-        model = platform.processor() or "cpu"
-        try:
-            with open("/proc/cpuinfo") as f:
-                model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-        info["device"] = f"{model}, {torch.get_num_threads()} threads"
+        info["device"] = f"{cpu_name()}, {torch.get_num_threads()} threads"
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,

@@ -1,6 +1,7 @@
 """Plot the speed-ups recorded in benchmarks/results/*.json as one PNG.
 
     python benchmarks/plot_results.py [--out benchmarks/results/summary.png] [JSON ...]
+    python benchmarks/plot_results.py --list [JSON ...]      # print the bars only (no matplotlib needed)
 
 Reads `hrnet-fast bench` JSON files ({"meta", "results"}) and device_check.sh files ({"runs": {...}});
 draws one horizontal bar per (device, dtype, section, batch, variant) with its speed-up over the
@@ -23,11 +24,12 @@ def _runs(path):
             yield run
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="*")
     p.add_argument("--out", default=os.path.join(HERE, "results", "summary.png"))
-    args = p.parse_args()
+    p.add_argument("--list", action="store_true", help="print the bars as text instead of plotting")
+    args = p.parse_args(argv)
     files = args.files or sorted(glob.glob(os.path.join(HERE, "results", "*.json")))
     bars = []
     for f in files:
@@ -40,6 +42,11 @@ def main():
                     bars.append((dev, label, r["speedup"]))
     if not bars:
         raise SystemExit("plot_results: no results with a speed-up found in " + ", ".join(files))
+    if args.list:
+        for dev, label, speedup in bars:
+            print(f"{dev} | {label} | x{speedup:.2f}")
+        print(f"{len(bars)} bars from {len(files)} file(s)")
+        return
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,0 +1,162 @@
+"""Smoke run of every script in benchmarks/ at tiny sizes on the CPU, each in a subprocess as it is run by
+hand: exit status 0 and the JSON each writes has its fields. This catches what only running catches (a
+NameError in a closure, a bad flag) before a GPU run does; the CUDA-only paths of the timing harness are
+exercised in test_timing.py, and `ruff --select F` over benchmarks/ catches undefined names there."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+TINY_YAML = os.path.join(ROOT, "tests", "data", "tiny_hrnet.yaml")
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def _run(args, timeout=120, **env):
+    res = subprocess.run([sys.executable, *args], cwd=ROOT, env=_env(**env), capture_output=True, text=True,
+                         timeout=timeout)
+    assert res.returncode == 0, f"{args} exited {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+def _positive_times(d):
+    return all(isinstance(v, float) and v > 0 for v in d.values())
+
+
+def test_exchange_table_tiny(tmp_path):
+    out = tmp_path / "exchange.json"
+    res = _run([os.path.join(BENCH, "exchange_table.py"), "--device", "cpu", "--models", TINY_YAML, "--image", "64x64",
+                "--batches", "1", "--rounds", "2", "--min-time", "0.005", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc["complete"] is True and "wrote" in res.stdout
+    for field in ("device", "torch", "threads", "commit"):
+        assert field in doc["info"], field
+    rows = doc["rows"]
+    # every (layout, mode) pair has its unit rows and one "all" row summing them
+    assert {(r["layout"], r["mode"]) for r in rows} == {(lay, m) for lay in ("nchw", "nhwc") for m in ("fwd", "fwdbwd")}
+    units = [r for r in rows if r["unit"] != "all"]
+    totals = [r for r in rows if r["unit"] == "all"]
+    assert len(totals) == 4 and len(units) >= 4 * 3  # the tiny net has stage2, stage3 and stage4 units
+    provs = {"torch", "cpp"} - set(p.split("/")[0] for p in doc["skipped"])
+    assert "torch" in provs
+    for r in units:
+        assert set(r["times_s"]) == provs and _positive_times(r["times_s"]), r
+        assert all(len(v) == 2 for v in r["rounds_s"].values()) and set(r["round_spread"]) == provs
+        assert (r["mode"] == "fwd") == ("bytes" in r)
+    for t in totals:
+        same = [u for u in units if (u["layout"], u["mode"]) == (t["layout"], t["mode"])]
+        assert t["times_s"]["torch"] == pytest.approx(sum(u["count"] * u["times_s"]["torch"] for u in same))
+
+
+def test_decode_table_tiny(tmp_path):
+    out = tmp_path / "decode.json"
+    _run([os.path.join(BENCH, "decode_table.py"), "--device", "cpu", "--shapes", "16x12", "--batches", "2",
+          "--dtypes", "fp32,fp16", "--methods", "quarter,flip_quarter,dark,udp", "--rounds", "2", "--budget", "0.01",
+          "--json", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "decode_heatmaps" and doc["complete"] is True
+    for field in ("device", "device_name", "torch", "commit", "load_average"):
+        assert field in doc["env"], field
+    rows = doc["rows"]
+    assert {(r["dtype"], r["method"]) for r in rows} == {(d, m) for d in ("fp32", "fp16")
+                                                          for m in ("quarter", "flip_quarter", "dark", "udp")}
+    for r in rows:
+        assert r["median_ms"] > 0 and r["p20_ms"] <= r["p80_ms"] and r["rounds"] == 2 and r["speedup_vs_torch"] > 0, r
+        # the numpy baseline exists for the official methods only
+        assert (r["speedup_vs_numpy"] is None) == (r["method"] in ("dark", "udp")), r
+    assert {"numpy_official", "torch"} <= {r["provider"] for r in rows}
+
+
+def test_pytest_benchmark_suites_quick(tmp_path):
+    out = tmp_path / "bench.json"
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", BENCH,
+                          os.path.join(BENCH, "bench_fused_exchange.py"), os.path.join(BENCH, "bench_decode.py"),
+                          os.path.join(BENCH, "bench_model.py"), "--benchmark-min-rounds=1",
+                          f"--benchmark-json={out}"],
+                         cwd=ROOT, env=_env(HRNET_FAST_BENCH_QUICK="1"), capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    names = [b["name"] for b in doc["benchmarks"]]
+    for prefix in ("test_exchange_units", "test_decode_official", "test_decode_dark_udp", "test_model_forward"):
+        assert any(n.startswith(prefix) for n in names), (prefix, names)
+    for b in doc["benchmarks"]:
+        assert b["stats"]["median"] > 0 and b["stats"]["rounds"] >= 1, b["name"]
+
+
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory):
+    """A `hrnet-fast bench` document as device_check.sh merges it: {"runs": {name: {"meta", "results"}}}."""
+    path = tmp_path_factory.mktemp("plot") / "merged.json"
+    run = {"meta": {"device_name": "Test GPU", "dtype": "fp16"},
+           "results": [{"section": "model", "batch": 64, "dtype": "fp16", "variant": "hrnet_fast.optimize", "speedup": 1.3},
+                       {"section": "model", "batch": 64, "dtype": "fp16", "variant": "reference (official eager)"}]}
+    path.write_text(json.dumps({"steps": [], "runs": {"bench_fp16": run}}))
+    return path
+
+
+def test_plot_results_lists_the_bars(bench_json):
+    res = _run([os.path.join(BENCH, "plot_results.py"), "--list", str(bench_json),
+                os.path.join(BENCH, "results", "cpu-2026-11-26-bench.json")])
+    assert "Test GPU | fp16 | model b64 | hrnet_fast.optimize | x1.30" in res.stdout
+    assert "bars from 2 file(s)" in res.stdout
+
+
+def test_plot_results_png(bench_json, tmp_path):
+    pytest.importorskip("matplotlib", reason="plot_results.py draws with matplotlib, not installed here")
+    out = tmp_path / "summary.png"
+    _run([os.path.join(BENCH, "plot_results.py"), "--out", str(out), str(bench_json)])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sanitize_script_runs_its_calls_on_the_cpu():
+    # compute-sanitizer needs a GPU; the script's own code runs on the CPU with the cpp backend
+    res = _run([os.path.join(BENCH, "sanitize_cuda.py"), "--device", "cpu"])
+    assert "sanitize_cuda: 10 cpp kernel calls completed" in res.stdout
+
+
+def test_device_check_limits_each_step_and_records_timeouts(tmp_path):
+    """device_check.sh with a stand-in for python: the build overruns its limit, `check` fails after using up
+    most of the script's deadline; the script goes on, and its summary and JSON name each outcome."""
+    fake = tmp_path / "fakepy"
+    fake.write_text(f"""#!/usr/bin/env bash
+case "$1" in
+  setup.py) exec sleep 30 ;;
+  -) exec {sys.executable} "$@" ;;
+  -m) [ "$3" = check ] && sleep 9 && exit 3; exit 0 ;;
+  *) exit 0 ;;
+esac
+""")
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    env = _env(PYTHON=str(fake), LIMIT_build="1", DEVICE_CHECK_BUDGET="14", PATH="/usr/bin:/bin")
+    res = subprocess.run(["bash", os.path.join(BENCH, "device_check.sh"), str(out)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    merged = json.loads(next(out.glob("*.json")).read_text())
+    status = {s["step"]: s["status"] for s in merged["steps"]}
+    assert status["build"] == "TIMEOUT(1s)"
+    assert status["info"] == "ok" and status["gpu-tests"] == "ok" and status["check"] == "FAIL(3)"
+    for later in ("bench-fp16", "exchange-table", "decode-table"):
+        assert status[later] == "skipped (deadline)", later
+    assert status["sanitizer"] == "skipped (not installed)"
+    assert merged["total_s"] <= 14 + 2
+    log = (out / "device_check.log").read_text()
+    assert "=== build: stopped after 1s" in log and "=== summary" in log
+
+
+def test_benchmarks_have_no_undefined_names():
+    ruff = shutil.which("ruff") or shutil.which("ruff", path=os.path.dirname(sys.executable))
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install ruff)")
+    res = subprocess.run([ruff, "check", "--select", "F,E9", "--no-cache", BENCH], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
