@@ -104,23 +104,27 @@ std::vector<int64_t> check_fused_exchange_args(const at::Tensor& base, at::Tenso
 }
 
 at::Tensor exchange_low_contribution(const at::Tensor& low, const std::optional<at::Tensor>& weight,
-                                     const std::optional<at::Tensor>& bias, int64_t channels, at::MemoryFormat fmt) {
+                                     const std::optional<at::Tensor>& bias, int64_t channels, at::MemoryFormat fmt,
+                                     at::ScalarType acc_dtype) {
   const int64_t n = low.size(0), cj = low.size(1), h = low.size(2), w = low.size(3);
+  const at::Tensor lo = low.to(acc_dtype);  // no copy when the dtype already matches
+  const std::optional<at::Tensor> b =
+      bias.has_value() ? std::optional<at::Tensor>(bias->to(acc_dtype)) : std::nullopt;
   if (!weight.has_value()) {
-    at::Tensor z = low.contiguous(fmt);
-    if (bias.has_value()) z = (z + bias->view({1, channels, 1, 1})).contiguous(fmt);
+    at::Tensor z = lo.contiguous(fmt);
+    if (b.has_value()) z = (z + b->view({1, channels, 1, 1})).contiguous(fmt);
     return z;
   }
-  const at::Tensor w2 = weight->reshape({channels, cj});
+  const at::Tensor w2 = weight->reshape({channels, cj}).to(acc_dtype);
   if (fmt == at::MemoryFormat::ChannelsLast) {
     // (N*h*w, C_j) rows times W^T: one GEMM straight into NHWC memory.
-    const at::Tensor rows = low.contiguous(fmt).permute({0, 2, 3, 1}).reshape({n * h * w, cj});
-    at::Tensor z = bias.has_value() ? at::addmm(*bias, rows, w2.t()) : at::mm(rows, w2.t());
+    const at::Tensor rows = lo.contiguous(fmt).permute({0, 2, 3, 1}).reshape({n * h * w, cj});
+    at::Tensor z = b.has_value() ? at::addmm(*b, rows, w2.t()) : at::mm(rows, w2.t());
     return z.view({n, h, w, channels}).permute({0, 3, 1, 2});
   }
-  const at::Tensor cols = low.contiguous().view({n, cj, h * w});
+  const at::Tensor cols = lo.contiguous().view({n, cj, h * w});
   at::Tensor z = at::matmul(w2, cols);
-  if (bias.has_value()) z.add_(bias->view({1, channels, 1}));
+  if (b.has_value()) z.add_(b->view({1, channels, 1}));
   return z.view({n, channels, h, w});
 }
 
@@ -137,7 +141,7 @@ at::Tensor fused_exchange_cpu(const at::Tensor& base, at::TensorList lows, at::T
   const at::Tensor b = base.contiguous(fmt);
   std::vector<at::Tensor> z;
   for (size_t j = 0; j < lows.size(); ++j) {
-    z.push_back(exchange_low_contribution(lows[j], weights.get(j), biases.get(j), base.size(1), fmt));
+    z.push_back(exchange_low_contribution(lows[j], weights.get(j), biases.get(j), base.size(1), fmt, base.scalar_type()));
   }
   at::Tensor out = at::empty_like(b, at::TensorOptions(), fmt);
   if (out.numel() == 0) return out;

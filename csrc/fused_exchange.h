@@ -3,7 +3,7 @@
 // out = relu(base + sum_j nearest_upsample(W_j @ low_j + b_j, s_j)), see hrnet_fast/ops/fused_exchange.py.
 // Every backend first computes the low-resolution contributions Z_j = W_j @ low_j + b_j (a GEMM at low
 // resolution, where it is s_j^2 times cheaper than at full resolution), then runs one full-resolution
-// pass. The backward op returns grad_base = grad * (out > 0) and the s_j x s_j block sums G_j of it; the
+// pass. The backward op returns grad_base = (out <= 0 ? 0 : grad) and the s_j x s_j block sums G_j of it; the
 // low-resolution products (W_j^T G_j, G_j low_j^T, sum G_j) are GEMMs done by the autograd formula.
 #pragma once
 
@@ -30,9 +30,14 @@ int64_t exchange_scale_log2(const char* op, const at::Tensor& base, const at::Te
 // contiguous, else contiguous. The Python fake kernel applies the same rule.
 at::MemoryFormat exchange_memory_format(const at::Tensor& t);
 
-// Z_j = W_j @ low_j + b_j at low resolution, (N, C, h_j, w_j), dense in memory format `fmt`.
+// Z_j = W_j @ low_j + b_j at low resolution, (N, C, h_j, w_j), dense in memory format `fmt`, computed and
+// returned in `acc_dtype` (the kernels' accumulation type: float32 for 16-bit inputs, so the contribution
+// is not rounded to 16 bits before the sum; the inputs' own dtype otherwise). The GEMM follows torch's
+// matmul precision setting: IEEE float32 unless the user allows TF32 for matmuls
+// (torch.backends.cuda.matmul.allow_tf32); 16-bit values are exact in TF32 either way.
 at::Tensor exchange_low_contribution(const at::Tensor& low, const std::optional<at::Tensor>& weight,
-                                     const std::optional<at::Tensor>& bias, int64_t channels, at::MemoryFormat fmt);
+                                     const std::optional<at::Tensor>& bias, int64_t channels, at::MemoryFormat fmt,
+                                     at::ScalarType acc_dtype);
 
 // The backward op's checks shared by every backend: out's rank, grad_out's shape and dtype.
 void check_fused_exchange_backward_args(const at::Tensor& grad_out, const at::Tensor& out);

@@ -225,7 +225,10 @@ def resolve(support: OpSupport, requested: str, device: torch.device, dtype: tor
 
 # Under torch.compile the choice is made once, at trace time, and baked into the graph: Dynamo must not
 # trace the resolver itself (it imports the extension and reads the environment).
-resolve_traced = torch._dynamo.assume_constant_result(resolve)
+@torch._dynamo.assume_constant_result
+def resolve_traced(support: OpSupport, requested: str, device: torch.device, dtype: torch.dtype, key: tuple = ()) -> str:
+    """:func:`resolve` as a trace-time constant (a plain function: Dynamo would trace into the cache)."""
+    return resolve(support, requested, device, dtype, key)
 
 
 def clear_cache() -> None:

@@ -9,7 +9,8 @@ The product is recomputed for each of the s*s pixels a low pixel covers: the FLO
 cores, and the full-resolution product is never written to memory. Channel counts need not be powers of
 two (W48: 48/96/192/384): blocks are padded and masked.
 
-Backward: ``grad_base = grad * (out > 0)`` (the ReLU mask comes from the output), then per low input
+Backward: ``grad_base = where(out <= 0, 0, grad)`` (the ReLU mask comes from the output; a NaN output
+passes the gradient, as torch's ReLU backward does), then per low input
 the s x s block sums of ``grad_base`` (the adjoint of nearest upsampling). The low-resolution GEMMs of
 the backward (``W^T G``, ``G low^T``) are left to torch (see ``hrnet_fast/ops/fused_exchange.py``).
 
@@ -112,7 +113,7 @@ def _relu_mask_kernel(
     g_sn, g_sc, g_sh, g_sw, o_sn, o_sc, o_sh, o_sw, d_sn, d_sc, d_sh, d_sw,
     RELU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """grad_base = grad * (out > 0), or a copy of grad without ReLU, in grad_base's layout."""
+    """grad_base = where(out <= 0, 0, grad), or a copy of grad without ReLU, in grad_base's layout."""
     p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_p = p < total_p
     n, y, x = _split_pixel_index(p, H, W)
@@ -122,7 +123,7 @@ def _relu_mask_kernel(
     g = tl.load(grad_ptr + (n * g_sn + y * g_sh + x * g_sw)[:, None] + oc[None, :] * g_sc, mask=mask, other=0.0)
     if RELU:
         o = tl.load(out_ptr + (n * o_sn + y * o_sh + x * o_sw)[:, None] + oc[None, :] * o_sc, mask=mask, other=0.0)
-        g = tl.where(o > 0.0, g, 0.0)
+        g = tl.where(o <= 0.0, 0.0, g)
     tl.store(gb_ptr + (n * d_sn + y * d_sh + x * d_sw)[:, None] + oc[None, :] * d_sc,
              g.to(gb_ptr.dtype.element_ty), mask=mask)
 
@@ -161,6 +162,16 @@ def memory_format(t: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def _dot_precision(dtype: torch.dtype) -> str:
+    """tl.dot's input precision. float32 inputs: IEEE unless the user allowed TF32 for matrix products
+    through torch's own setting (``torch.backends.cuda.matmul.allow_tf32``, which
+    ``torch.set_float32_matmul_precision("high")`` turns on), as torch's matmul does. 16-bit inputs
+    multiply exactly on the tensor cores either way."""
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
+
+
 def _pow2(v: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, triton.next_power_of_2(max(int(v), 1))))
 
@@ -190,11 +201,18 @@ def forward(
     BLOCK_C = _pow2(C, 16, 64)
     max_cj = max([low.shape[1] for low in lows] + [16])
     BLOCK_K = _pow2(max_cj, 16, 32)
-    precision = "ieee" if base.dtype == torch.float32 else "tf32"  # no TF32 rounding in an fp32 op
+    precision = _dot_precision(base.dtype)
     grid = (triton.cdiv(total_p, BLOCK_P), triton.cdiv(C, BLOCK_C))
     chunks = [list(range(i, min(i + MAX_LOWS, len(lows)))) for i in range(0, max(len(lows), 1), MAX_LOWS)]
+    # More lows than one launch takes: the partial sums go through a float32 buffer, so a 16-bit output is
+    # rounded once, at the end, as with a single launch (rounding between launches flips signs near zero,
+    # and the backward's ReLU mask with them).
+    partial = out
+    if len(chunks) > 1 and base.dtype != torch.float32:
+        partial = torch.empty_like(out, dtype=torch.float32, memory_format=memory_format(base))
     src = base
     for ci, chunk in enumerate(chunks):
+        dst = out if ci == len(chunks) - 1 else partial
         args, flags = [], {}
         for slot in range(MAX_LOWS):
             if slot < len(chunk):
@@ -207,11 +225,11 @@ def forward(
                 args += [base, base, base, 1, 0, 0, 0, 0]
                 flags.update({f"LOG2S{slot}": 1, f"HAS_W{slot}": False, f"HAS_B{slot}": False})
         _exchange_fwd_kernel[grid](
-            src, out, total_p, C, H, W, *src.stride(), *out.stride(), *args,
+            src, dst, total_p, C, H, W, *src.stride(), *dst.stride(), *args,
             NUM_LOWS=len(chunk), RELU=bool(relu) and ci == len(chunks) - 1,
             BLOCK_P=BLOCK_P, BLOCK_C=BLOCK_C, BLOCK_K=BLOCK_K, PRECISION=precision, **flags,
         )
-        src = out  # later chunks accumulate in place: each element is read and written by one program
+        src = dst  # later chunks accumulate in place: each element is read and written by one program
     return out
 
 

@@ -39,11 +39,24 @@ def test_import_without_extension_reports_why():
     assert res.stdout.startswith("ok")
 
 
-def test_select_backend_errors_are_clear():
-    with pytest.raises(ValueError, match=r"backend must be 'auto' or one of"):
-        _backends.select_backend("op", "fast", torch.device("cpu"), ["cpp", "torch"], lambda n: [])
-    with pytest.raises(RuntimeError, match=r"backend 'cuda' cannot run these inputs"):
-        _backends.select_backend("op", "cuda", torch.device("cpu"), ["cpp", "torch"], lambda n: [])
-    assert _backends.select_backend("op", "auto", torch.device("cpu"), ["cuda", "torch"], lambda n: []) == "torch"
-    with pytest.raises(RuntimeError, match=r"no backend can run.*torch: too big"):
-        _backends.select_backend("op", "auto", torch.device("cpu"), ["torch"], lambda n: ["too big"])
+def test_resolver_skips_a_backend_whose_table_says_no():
+    # The resolver takes the first backend of the device's order whose reasons are empty, and caches it.
+    calls = []
+
+    def picky(device, dtype, size):
+        calls.append(size)
+        return ["too big"] if size > 10 else []
+
+    support = _backends.OpSupport(
+        op="toy", backends={"torch": _backends.BackendSupport(reasons=picky)}, order={"cpu": ("torch",)}
+    )
+    dev = torch.device("cpu")
+    assert _backends.resolve(support, "auto", dev, torch.float32, (5,)) == "torch"
+    assert _backends.resolve(support, "auto", dev, torch.float32, (5,)) == "torch"
+    assert calls == [5]  # cached: the table is asked once per key
+    with pytest.raises(RuntimeError, match=r"toy: no backend can run these inputs: torch: too big"):
+        _backends.resolve(support, "auto", dev, torch.float32, (11,))
+    with pytest.raises(RuntimeError, match=r"toy: backend 'torch' cannot run these inputs: too big"):
+        _backends.resolve(support, "torch", dev, torch.float32, (11,))
+    with pytest.raises(ValueError, match=r"toy: backend must be 'auto' or one of"):
+        _backends.resolve(support, "fast", dev, torch.float32, (5,))

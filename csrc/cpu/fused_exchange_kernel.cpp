@@ -19,11 +19,12 @@ namespace {
 // Aim for chunks of ~32k elements per task so the threads' scheduling cost stays small.
 int64_t grain_for(int64_t elems_per_item) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, elems_per_item)); }
 
-// The ReLU mask of the backward: grad where out > 0, else 0 (as threshold_backward). Both loads happen
-// unconditionally so the compiler emits a blend, not a data-dependent branch (random signs mispredict).
+// The ReLU mask of the backward: 0 where out <= 0, else grad (as threshold_backward, so a NaN output passes
+// the gradient, like torch's ReLU). Both loads happen unconditionally so the compiler emits a blend, not
+// a data-dependent branch (random signs mispredict).
 template <typename T>
 inline T relu_mask(T g, T o) {
-  return o > T(0) ? g : T(0);
+  return o <= T(0) ? T(0) : g;
 }
 
 // ReLU that keeps NaN (as torch.relu does): NaN < 0 is false.

@@ -13,7 +13,7 @@ namespace cpu {
 void exchange_forward(const at::Tensor& base, const std::vector<at::Tensor>& z, const std::vector<int64_t>& log2s,
                       bool relu, bool channels_last, at::Tensor& out);
 
-// grad_base = grad * (out > 0) (or grad when !relu); pooled[j] = the 2^log2s[j] block sums of grad_base.
+// grad_base = (out <= 0 ? 0 : grad) (or grad when !relu; a NaN output passes the gradient); pooled[j] = the 2^log2s[j] block sums of grad_base.
 void exchange_backward(const at::Tensor& grad, const at::Tensor& out, const std::vector<int64_t>& log2s, bool relu,
                        bool channels_last, at::Tensor& grad_base, std::vector<at::Tensor>& pooled);
 

@@ -47,28 +47,39 @@ at::Tensor fused_exchange_cuda(const at::Tensor& base, at::TensorList lows, at::
   const at::MemoryFormat fmt = exchange_memory_format(base);
   const bool cl = fmt == at::MemoryFormat::ChannelsLast;
   const at::Tensor b = base.contiguous(fmt);
+  // float32 contributions for 16-bit inputs (see ExchangeLows), the inputs' dtype otherwise
+  const at::ScalarType acc = base.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   std::vector<at::Tensor> z;
   for (size_t j = 0; j < lows.size(); ++j) {
-    z.push_back(exchange_low_contribution(lows[j], weights.get(j), biases.get(j), base.size(1), fmt));
+    z.push_back(exchange_low_contribution(lows[j], weights.get(j), biases.get(j), base.size(1), fmt, acc));
   }
   at::Tensor out = at::empty_like(b, at::TensorOptions(), fmt);
   if (out.numel() == 0) return out;
   if (poison_outputs()) out.fill_(std::numeric_limits<double>::quiet_NaN());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(base.device().index()).stream();
   const int64_t n = b.size(0), c = b.size(1), h = b.size(2), w = b.size(3);
-  // Chunks of kMaxLowsPerLaunch contributions; later chunks accumulate into out, the ReLU on the last.
+  const size_t per_launch = cuda_kernels::kMaxLowsPerLaunch;
+  // More lows than one launch takes (HRNet needs at most 3): the partial sums go through an
+  // accumulation-type buffer, so a 16-bit output is rounded once, at the end, like a single launch.
+  const bool chained = z.size() > per_launch;
+  const bool acc_is_t = acc == base.scalar_type();
+  at::Tensor partial = chained && !acc_is_t ? at::empty_like(b, b.options().dtype(acc), fmt) : out;
   size_t j = 0;
   do {
     cuda_kernels::ExchangeLows args{};
-    const size_t end = std::min(z.size(), j + cuda_kernels::kMaxLowsPerLaunch);
+    const bool first = j == 0;
+    const size_t end = std::min(z.size(), j + per_launch);
     for (; j < end; ++j) {
       args.z[args.count] = z[j].const_data_ptr();
       args.log2s[args.count] = static_cast<int>(log2s[j]);
       ++args.count;
     }
-    const void* src = args.count > 0 && j > static_cast<size_t>(args.count) ? out.const_data_ptr() : b.const_data_ptr();
-    check_launch(cuda_kernels::launch_exchange_forward(dtype, src, out.mutable_data_ptr(), args, n, c, h, w, cl,
-                                                       relu && j == z.size(), stream),
+    const bool last = j == z.size();
+    const void* src = first ? b.const_data_ptr() : partial.const_data_ptr();
+    void* dst = last ? out.mutable_data_ptr() : partial.mutable_data_ptr();
+    const bool src_acc = !first && !acc_is_t, dst_acc = !last && !acc_is_t;
+    check_launch(cuda_kernels::launch_exchange_forward(dtype, src_acc, dst_acc, src, dst, args, n, c, h, w, cl,
+                                                       relu && last, stream),
                  "the forward kernel");
   } while (j < z.size());
   return out;

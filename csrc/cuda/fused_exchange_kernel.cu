@@ -84,39 +84,40 @@ __device__ __forceinline__ Coord decode(int64_t i, int64_t C, int64_t H, int64_t
   return k;
 }
 
-template <typename T, int VEC>
-__global__ void exchange_forward_kernel(const T* base, T* out,  // no __restrict__: base may be out
+// TIn/TOut: the tensor type T or its accumulation type A (see ExchangeLows); z is always A.
+template <typename TIn, typename TOut, int VEC>
+__global__ void exchange_forward_kernel(const TIn* base, TOut* out,  // no __restrict__: base may be out
                                         ExchangeLows lows, int64_t C, int64_t H,
                                         int64_t W, bool channels_last, bool relu, int64_t groups) {
-  using A = typename Acc<T>::type;
+  using A = typename Acc<TOut>::type;
   for (int64_t g = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; g < groups; g += int64_t{gridDim.x} * blockDim.x) {
     const int64_t i = g * VEC;
     const Coord k = decode(i, C, H, W, channels_last);
-    const Pack<T, VEC> b = *reinterpret_cast<const Pack<T, VEC>*>(base + i);
+    const Pack<TIn, VEC> b = *reinterpret_cast<const Pack<TIn, VEC>*>(base + i);
     A acc[VEC];
 #pragma unroll
-    for (int e = 0; e < VEC; ++e) acc[e] = to_acc(b.v[e]);
+    for (int e = 0; e < VEC; ++e) acc[e] = static_cast<A>(to_acc(b.v[e]));
     for (int j = 0; j < lows.count; ++j) {
       const int l = lows.log2s[j];
       const int64_t hj = H >> l, wj = W >> l, yl = k.y >> l;
-      const T* z = static_cast<const T*>(lows.z[j]);
+      const A* z = static_cast<const A*>(lows.z[j]);
       if (channels_last) {  // the VEC elements are VEC channels of one pixel: contiguous in z as well
-        const T* zp = z + ((k.n * hj + yl) * wj + (k.x >> l)) * C + k.c;
+        const A* zp = z + ((k.n * hj + yl) * wj + (k.x >> l)) * C + k.c;
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) acc[e] += to_acc(zp[e]);
+        for (int e = 0; e < VEC; ++e) acc[e] += zp[e];
       } else {  // the VEC elements are VEC pixels of one row: x >> l differs between them
-        const T* zr = z + ((k.n * C + k.c) * hj + yl) * wj;
+        const A* zr = z + ((k.n * C + k.c) * hj + yl) * wj;
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) acc[e] += to_acc(zr[(k.x + e) >> l]);
+        for (int e = 0; e < VEC; ++e) acc[e] += zr[(k.x + e) >> l];
       }
     }
-    Pack<T, VEC> o;
+    Pack<TOut, VEC> o;
 #pragma unroll
     for (int e = 0; e < VEC; ++e) {
       const A v = (relu && acc[e] < A(0)) ? A(0) : acc[e];  // keeps NaN, as torch.relu does
-      o.v[e] = from_acc<T>(v);
+      o.v[e] = from_acc<TOut>(v);
     }
-    *reinterpret_cast<Pack<T, VEC>*>(out + i) = o;
+    *reinterpret_cast<Pack<TOut, VEC>*>(out + i) = o;
   }
 }
 
@@ -131,7 +132,7 @@ __global__ void exchange_relu_mask_kernel(const T* __restrict__ grad, const T* _
       const Pack<T, VEC> o = *reinterpret_cast<const Pack<T, VEC>*>(out + i);
 #pragma unroll
       for (int e = 0; e < VEC; ++e) {
-        if (!(to_acc(o.v[e]) > A(0))) d.v[e] = from_acc<T>(A(0));
+        if (to_acc(o.v[e]) <= A(0)) d.v[e] = from_acc<T>(A(0));  // NaN passes, as threshold_backward
       }
     }
     *reinterpret_cast<Pack<T, VEC>*>(gb + i) = d;
@@ -165,25 +166,33 @@ int blocks_for(int64_t items) {
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-template <typename T>
+template <typename TIn, typename TOut>
 cudaError_t forward_typed(const void* base, void* out, const ExchangeLows& lows, int64_t n, int64_t c, int64_t h,
                           int64_t w, bool channels_last, bool relu, cudaStream_t stream) {
-  constexpr int V = 16 / sizeof(T);
+  constexpr int V = 16 / (sizeof(TIn) > sizeof(TOut) ? sizeof(TIn) : sizeof(TOut));
   const int64_t numel = n * c * h * w;
   const int64_t inner = channels_last ? c : w;
-  bool vec = inner % V == 0 && aligned16(base) && aligned16(out);
-  if (vec && channels_last) {  // the z pointers are read VEC channels at a time only in NHWC
-    for (int j = 0; j < lows.count; ++j) vec = vec && aligned16(lows.z[j]);
-  }
-  if (vec) {
+  // z is read element by element, so only base and out need the 16-byte alignment of a vector access
+  if (inner % V == 0 && aligned16(base) && aligned16(out)) {
     const int64_t groups = numel / V;
-    exchange_forward_kernel<T, V><<<blocks_for(groups), kThreads, 0, stream>>>(
-        static_cast<const T*>(base), static_cast<T*>(out), lows, c, h, w, channels_last, relu, groups);
+    exchange_forward_kernel<TIn, TOut, V><<<blocks_for(groups), kThreads, 0, stream>>>(
+        static_cast<const TIn*>(base), static_cast<TOut*>(out), lows, c, h, w, channels_last, relu, groups);
   } else {
-    exchange_forward_kernel<T, 1><<<blocks_for(numel), kThreads, 0, stream>>>(
-        static_cast<const T*>(base), static_cast<T*>(out), lows, c, h, w, channels_last, relu, numel);
+    exchange_forward_kernel<TIn, TOut, 1><<<blocks_for(numel), kThreads, 0, stream>>>(
+        static_cast<const TIn*>(base), static_cast<TOut*>(out), lows, c, h, w, channels_last, relu, numel);
   }
   return cudaGetLastError();
+}
+
+// (base, out) = (T, T), (T, A), (A, A) or (A, T), A = T's accumulation type.
+template <typename T>
+cudaError_t forward_pair(bool base_acc, bool out_acc, const void* base, void* out, const ExchangeLows& lows, int64_t n,
+                         int64_t c, int64_t h, int64_t w, bool channels_last, bool relu, cudaStream_t stream) {
+  using A = typename Acc<T>::type;
+  if (!base_acc && !out_acc) return forward_typed<T, T>(base, out, lows, n, c, h, w, channels_last, relu, stream);
+  if (!base_acc) return forward_typed<T, A>(base, out, lows, n, c, h, w, channels_last, relu, stream);
+  if (out_acc) return forward_typed<A, A>(base, out, lows, n, c, h, w, channels_last, relu, stream);
+  return forward_typed<A, T>(base, out, lows, n, c, h, w, channels_last, relu, stream);
 }
 
 template <typename T>
@@ -223,12 +232,13 @@ cudaError_t block_sum_typed(const void* gb, void* pooled, int64_t n, int64_t c, 
   }                                                         \
   return cudaErrorInvalidValue;
 
-cudaError_t launch_exchange_forward(ExchangeDType dtype, const void* base, void* out, const ExchangeLows& lows,
-                                    int64_t n, int64_t c, int64_t h, int64_t w, bool channels_last, bool relu,
-                                    cudaStream_t stream) {
+cudaError_t launch_exchange_forward(ExchangeDType dtype, bool base_is_acc, bool out_is_acc, const void* base, void* out,
+                                    const ExchangeLows& lows, int64_t n, int64_t c, int64_t h, int64_t w,
+                                    bool channels_last, bool relu, cudaStream_t stream) {
   if (n * c * h * w == 0) return cudaSuccess;
   if (lows.count < 0 || lows.count > kMaxLowsPerLaunch) return cudaErrorInvalidValue;
-  HRNET_FAST_EXCHANGE_DISPATCH(dtype, forward_typed, base, out, lows, n, c, h, w, channels_last, relu, stream)
+  HRNET_FAST_EXCHANGE_DISPATCH(dtype, forward_pair, base_is_acc, out_is_acc, base, out, lows, n, c, h, w,
+                               channels_last, relu, stream)
 }
 
 cudaError_t launch_exchange_relu_mask(ExchangeDType dtype, const void* grad, const void* out, void* grad_base,

@@ -17,18 +17,26 @@ enum class ExchangeDType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFlo
 // Low-resolution contributions handled by one forward launch (HRNet needs at most 3).
 constexpr int kMaxLowsPerLaunch = 4;
 
+// The low-resolution contributions z[k], (N, C, H >> log2s[k], W >> log2s[k]) in the layout of base, are
+// in the accumulation type: float32 for float16/bfloat16/float32 tensors, float64 for float64. Rounding
+// them to 16 bits before the sum (as a GEMM in the input dtype would) moves outputs near zero across it,
+// and the backward's ReLU mask with them.
 struct ExchangeLows {
-  const void* z[kMaxLowsPerLaunch];  // z[k]: (N, C, H >> log2s[k], W >> log2s[k]), the layout of base
+  const void* z[kMaxLowsPerLaunch];
   int log2s[kMaxLowsPerLaunch];
   int count;
 };
 
-// out = [relu](base + sum_k z[k][nearest]); base may equal out (in-place accumulation).
-cudaError_t launch_exchange_forward(ExchangeDType dtype, const void* base, void* out, const ExchangeLows& lows,
-                                    int64_t n, int64_t c, int64_t h, int64_t w, bool channels_last, bool relu,
-                                    cudaStream_t stream);
+// out = [relu](base + sum_k z[k][nearest]); base may equal out (in-place accumulation). dtype is the
+// tensor type T; base_is_acc / out_is_acc say that base / out hold T's accumulation type instead (float32
+// for the 16-bit types, else T): more lows than one launch takes chain through an accumulation-type
+// buffer, so partial sums are not rounded to 16 bits between launches.
+cudaError_t launch_exchange_forward(ExchangeDType dtype, bool base_is_acc, bool out_is_acc, const void* base, void* out,
+                                    const ExchangeLows& lows, int64_t n, int64_t c, int64_t h, int64_t w,
+                                    bool channels_last, bool relu, cudaStream_t stream);
 
-// grad_base = relu ? grad * (out > 0) : grad, over numel elements of one layout.
+// grad_base = relu ? (out <= 0 ? 0 : grad) : grad (a NaN output passes the gradient, as torch's ReLU
+// backward does), over numel elements of one layout.
 cudaError_t launch_exchange_relu_mask(ExchangeDType dtype, const void* grad, const void* out, void* grad_base,
                                       int64_t numel, bool relu, cudaStream_t stream);
 

@@ -243,6 +243,28 @@ def _make_backward(backward_op):
     return _backward
 
 
+def _backward_setup_context(ctx, inputs, output):
+    grad_out, out, lows, relu = inputs
+    ctx.relu = relu
+    ctx.n_low = len(lows)
+    ctx.save_for_backward(out)
+
+
+def _backward_backward(ctx, gg_base, gg_pooled):
+    """Double backward: the backward op is linear in grad_out, ``grad_base = mask(out) * grad_out`` and
+    ``pooled_j = blocksum_j(grad_base)``, so its adjoint is ``mask * (gg_base + sum_j upsample_j(gg_j))``.
+    The mask is piecewise constant in ``out`` (zero derivative almost everywhere) and ``lows`` only give
+    shapes: neither gets a gradient."""
+    (out,) = ctx.saved_tensors
+    total = torch.zeros_like(out) if gg_base is None else gg_base
+    for g in gg_pooled:
+        if g is not None:
+            total = total + F.interpolate(g, size=(out.shape[2], out.shape[3]), mode="nearest")
+    if ctx.relu:
+        total = torch.where(out <= 0, torch.zeros_like(total), total)  # NaN passes, as in the backward
+    return total, None, [None] * ctx.n_low, None
+
+
 # The C++ op (CPU and CUDA kernels), when the extension is built.
 if _backends.extension() is not None and hasattr(torch.ops.hrnet_fast, "fused_exchange"):
     torch.library.register_fake("hrnet_fast::fused_exchange")(_fake_forward)
@@ -251,6 +273,9 @@ if _backends.extension() is not None and hasattr(torch.ops.hrnet_fast, "fused_ex
         "hrnet_fast::fused_exchange",
         _make_backward(lambda g, o, lows, relu: torch.ops.hrnet_fast.fused_exchange_backward(g, o, lows, relu)),
         setup_context=_setup_context,
+    )
+    torch.library.register_autograd(
+        "hrnet_fast::fused_exchange_backward", _backward_backward, setup_context=_backward_setup_context
     )
 
 
@@ -278,6 +303,7 @@ def _triton_backward(
 _triton_forward.register_fake(_fake_forward)
 _triton_backward.register_fake(_fake_backward)
 _triton_forward.register_autograd(_make_backward(_triton_backward), setup_context=_setup_context)
+_triton_backward.register_autograd(_backward_backward, setup_context=_backward_setup_context)
 
 
 # ----------------------------------------------------------------------------------------------------
