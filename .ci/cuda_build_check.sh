@@ -31,7 +31,12 @@ fi
 site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 # The local toolkit lacks some headers torch's CUDA headers include (cusparse.h): the wheels ship them.
 export CPATH="$site/nvidia/cu13/include${CPATH:+:$CPATH}"
-export CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(readlink -f "$NVCC")")")}
+if [ -z "${CUDA_HOME:-}" ]; then  # the toolkit folder (nvcc on the PATH may be a wrapper outside it)
+  for d in /usr/local/cuda "$(dirname "$(dirname "$(readlink -f "$NVCC")")")"; do
+    if [ -x "$d/bin/nvcc" ] && [ -f "$d/include/cuda_runtime.h" ]; then CUDA_HOME=$d; break; fi
+  done
+fi
+export CUDA_HOME=${CUDA_HOME:?cannot find the CUDA toolkit folder: set CUDA_HOME}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export MAX_JOBS=${MAX_JOBS:-2}
 work=$(mktemp -d)
