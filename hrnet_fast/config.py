@@ -86,11 +86,24 @@ def _int_list(value, n: int, where: str):
     return [_positive_int(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
 
+def _near32(v: int) -> str:
+    lo = v // 32 * 32
+    if lo == v:
+        return str(v)
+    return f"{lo} or {lo + 32}" if lo else str(lo + 32)
+
+
 def validate_config(model: Mapping) -> Dict[str, Any]:
     """Check a MODEL section and return a normalised deep copy (never mutates the input)."""
     cfg = copy.deepcopy(dict(model))
     _positive_int(_require(cfg, "NUM_JOINTS", "MODEL"), "MODEL.NUM_JOINTS")
     cfg["IMAGE_SIZE"] = _int_list(_require(cfg, "IMAGE_SIZE", "MODEL"), 2, "MODEL.IMAGE_SIZE")
+    if any(v % 32 for v in cfg["IMAGE_SIZE"]):
+        # the network halves the input 5 times (stem 4x, then 3 stride-2 transitions): anything else breaks
+        # the exchange units' upsampling at the first forward
+        w, h = cfg["IMAGE_SIZE"]
+        raise ConfigError(f"config: MODEL.IMAGE_SIZE (width, height) must be multiples of 32, got {[w, h]}; "
+                          f"nearest that work: [{_near32(w)}, {_near32(h)}]")
     cfg["HEATMAP_SIZE"] = _int_list(_require(cfg, "HEATMAP_SIZE", "MODEL"), 2, "MODEL.HEATMAP_SIZE")
     extra = _require(cfg, "EXTRA", "MODEL")
     k = _positive_int(_require(extra, "FINAL_CONV_KERNEL", "MODEL.EXTRA"), "MODEL.EXTRA.FINAL_CONV_KERNEL")
@@ -120,11 +133,15 @@ def validate_config(model: Mapping) -> Dict[str, Any]:
 def load_yaml(path: str) -> Dict[str, Any]:
     import yaml
 
-    with open(path, "r", encoding="utf-8") as fh:
-        try:
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
             doc = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config: {path} is not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config: {path} is not a YAML text file (not UTF-8 at byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from exc
     if not isinstance(doc, Mapping):
         raise ConfigError(f"config: {path} must hold a mapping with a MODEL section, got {type(doc).__name__}")
     if "MODEL" not in doc:
