@@ -4,7 +4,9 @@ import os
 import numpy as np
 import torch
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+from hrnet_fast._numerics import max_rel_err
+
+from _support import DATA
 TINY_YAML = os.path.join(DATA, "tiny_hrnet.yaml")
 
 
@@ -16,19 +18,18 @@ def tiny_state_dict(g):
     return {k[len("weight/"):]: torch.from_numpy(g[k]) for k in g.files if k.startswith("weight/")}
 
 
-def max_rel_err(actual: torch.Tensor, expected) -> float:
-    """max|actual - expected| / max|expected| in float64: the measure the reference README quotes."""
-    e = torch.as_tensor(expected).double()
-    return ((actual.detach().double() - e).abs().max() / e.abs().max().clamp_min(1e-30)).item()
-
-
 def assert_close_rel(actual, expected, tol: float, what: str) -> None:
-    err = max_rel_err(actual, expected)
-    if not err <= tol:  # also catches NaN
-        a = actual.detach().double()
-        e = torch.as_tensor(expected).double()
-        idx = (a - e).abs().flatten().argmax().item()
+    """max_rel_err(actual, expected) <= tol, else an error naming the worst element and the first
+    mismatching indices (NaN, e.g. an element a kernel left poisoned, fails too)."""
+    a = actual.detach().double().cpu()
+    e = torch.as_tensor(expected).detach().double().cpu()
+    assert a.shape == e.shape, f"{what}: shape {tuple(a.shape)} != {tuple(e.shape)}"
+    err = max_rel_err(a, e)
+    if not err <= tol:
+        bad = ((a - e).abs() > tol * e.abs().max()) | a.isnan()
+        idx = (a - e).abs().nan_to_num(float("inf")).flatten().argmax().item()
         raise AssertionError(
-            f"{what}: max relative error {err:.3e} > {tol:.1e} (worst flat index {idx}: "
-            f"got {a.flatten()[idx].item():.6g}, expected {e.flatten()[idx].item():.6g})"
+            f"{what}: max relative error {err:.3e} > {tol:.1e} (worst flat index {idx}: got "
+            f"{a.flatten()[idx].item():.6g}, expected {e.flatten()[idx].item():.6g}; first mismatches at "
+            f"{bad.nonzero()[:5].tolist()})"
         )

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import hrnet_fast
-from conftest import DATA
+from _support import DATA, needs_ext
 
 D = importlib.import_module("hrnet_fast.ops.decode_heatmaps")
 GOLDEN = np.load(f"{DATA}/decode_golden.npz")
@@ -29,7 +29,7 @@ METHODS = ["argmax", "quarter", "dark", "udp"]
 
 def _backend_params():
     out = ["torch"]
-    out.append(pytest.param("cpp", marks=pytest.mark.skipif(D._CPP_OP is None, reason="extension not built")))
+    out.append(pytest.param("cpp", marks=needs_ext))
     out.append("triton")
     return out
 
@@ -369,7 +369,7 @@ def _big_contiguous(device, backend):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(D._CPP_OP is None, reason="extension not built")
+@needs_ext
 def test_contiguous_beyond_2_31_elements_cpp():
     """A real contiguous N*K*H*W > 2^31 tensor on the cpp backend (about 2 s here). The Triton
     interpreter would take minutes on it: Triton's 64-bit offsets are covered by the strided test above
@@ -422,7 +422,7 @@ def test_bad_input_errors():
         hrnet_fast.flip_merge(hm, hm, [(0, 17)])
 
 
-@pytest.mark.skipif(D._CPP_OP is None, reason="extension not built")
+@needs_ext
 def test_cpp_checks():
     """The C++ op checks its own arguments (TORCH_CHECK) when called directly."""
     op = torch.ops.hrnet_fast.decode_heatmaps
@@ -456,7 +456,7 @@ def _opcheck_samples(device="cpu"):
     ]
 
 
-@pytest.mark.skipif(D._CPP_OP is None, reason="extension not built")
+@needs_ext
 def test_opcheck_cpp():
     for args in _opcheck_samples():
         torch.library.opcheck(torch.ops.hrnet_fast.decode_heatmaps.default, args)

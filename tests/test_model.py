@@ -9,6 +9,7 @@ import hrnet_fast
 from hrnet_fast.config import CONFIGS, ConfigError
 
 from _golden import DATA, TINY_YAML, assert_close_rel, tiny_golden, tiny_state_dict
+from hrnet_fast._numerics import max_rel_err
 
 KEY_FILES = {
     "w32_256x192": "pose_hrnet_w32_256x192.tsv",
@@ -134,12 +135,10 @@ def test_tiny_golden_fp32_gradients_within_fp32_conditioning():
     # measured: <= 1e-2 on conv1/input (ill-conditioned), <= 1e-2 elsewhere with oneDNN's fp32 backward
     assert torch.isfinite(gi32).all()
     for k in g32:
-        assert max_rel(g32[k], g64[k]) < 5e-2, k
-    assert max_rel(gi32, gi64) < 5e-2
+        assert max_rel_err(g32[k], g64[k]) < 5e-2, k
+    assert max_rel_err(gi32, gi64) < 5e-2
 
 
-def max_rel(a, b):
-    return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
 
 
 def test_optimize_matches_unfolded_eval_and_leaves_model_untouched():
@@ -149,12 +148,18 @@ def test_optimize_matches_unfolded_eval_and_leaves_model_untouched():
     fast = hrnet_fast.optimize(model)
     assert not fast.training
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules()), "a BatchNorm was not folded"
-    x = torch.randn(2, 3, 128, 96)
+    x = torch.randn(2, 3, 128, 96, generator=torch.Generator().manual_seed(11))
     with torch.no_grad():
         ref = model(x)
         out = fast(x)
+        exact = copy.deepcopy(model).double()(x.double())
     assert out.dtype == torch.float32
-    assert_close_rel(out, ref, 1e-5, "optimize() output")
+    # Against the float64 model, within a small multiple of the unfolded fp32 model's own error (measured
+    # over 8 inputs: reference 3-5e-6, optimized 6-9e-6; the two fp32 results differ by up to 1e-5 from each
+    # other, which is why a fixed 1e-5 between them failed about one run in three).
+    ref_err = max_rel_err(ref, exact)
+    assert 0 < ref_err < 1e-4
+    assert_close_rel(out, exact, 4 * ref_err, "optimize() output vs the float64 model")
     # the caller's model is untouched
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)

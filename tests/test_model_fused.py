@@ -17,13 +17,10 @@ import hrnet_fast
 from hrnet_fast import _backends
 from hrnet_fast.ops.fused_exchange import resolve_backend
 
-HAS_EXT = _backends.extension() is not None
-needs_ext = pytest.mark.skipif(not HAS_EXT, reason=f"extension not built: {_backends.extension_error()}")
-DATA = os.path.join(os.path.dirname(__file__), "data")
+from _support import DATA, HAS_EXT, needs_ext
+from hrnet_fast._numerics import max_rel_err
 
 
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
 
 
 @pytest.fixture(scope="module")
@@ -73,21 +70,21 @@ def test_tiny_golden_eval_and_train_fused(golden, count_fused_calls):
     n_units = len(m.exchange_units())
     assert count_fused_calls["n"] >= n_units  # the fused op ran (one call per output branch)
     ref = torch.from_numpy(golden["eval_output"])
-    assert rel(out, ref) < 2e-5
+    assert max_rel_err(out, ref) < 2e-5
     unfused = tiny(golden, fused=False).eval()
     with torch.no_grad():
-        assert rel(out, unfused(x)) < 2e-6  # the fused path is as close to the official one as rounding allows
+        assert max_rel_err(out, unfused(x)) < 2e-6  # the fused path is as close to the official one as rounding allows
 
     m.train()
     out = m(x)
-    assert rel(out, torch.from_numpy(golden["train_output"])) < 2e-5
+    assert max_rel_err(out, torch.from_numpy(golden["train_output"])) < 2e-5
     sd = m.state_dict()
     for k in golden.files:
         if k.startswith("train_running/"):
             key = k[len("train_running/"):]
             want = torch.from_numpy(golden[k])
             if want.dtype.is_floating_point:
-                assert rel(sd[key], want) < 1e-5, key
+                assert max_rel_err(sd[key], want) < 1e-5, key
             else:
                 assert torch.equal(sd[key], want), key
 
@@ -108,11 +105,11 @@ def test_tiny_gradients_match_unfused_float64(golden, mode):
         g = torch.autograd.grad((out * r).sum(), [x, *params.values()])
         results.append((out.detach(), dict(zip(["input", *params], g))))
     (o1, g1), (o2, g2) = results
-    assert rel(o1, o2) < 1e-12
+    assert max_rel_err(o1, o2) < 1e-12
     fuse_keys = [k for k in g1 if "fuse_layers" in k]
     assert fuse_keys
     for k in g1:
-        assert rel(g1[k], g2[k]) < 1e-10, k
+        assert max_rel_err(g1[k], g2[k]) < 1e-10, k
 
 
 def test_state_dict_keys_unchanged(golden):
@@ -139,30 +136,41 @@ def test_fold_cache_refreshes_when_parameters_change(golden):
             fl[1].running_var.mul_(3.0)
             fl[1].weight.add_(0.5)
             fl[0].weight.mul_(-1.0)
-        assert rel(m(x), ref(x)) < 2e-6
+        assert max_rel_err(m(x), ref(x)) < 2e-6
         # replacing a parameter object too
         for mod in (m, ref):
             fl = mod.stage2[0].fuse_layers[0][1]
             fl[1].bias = torch.nn.Parameter(torch.randn_like(fl[1].bias, generator=torch.Generator().manual_seed(5)))
-        assert rel(m(x), ref(x)) < 2e-6
+        assert max_rel_err(m(x), ref(x)) < 2e-6
         # .double() swaps each parameter's .data (no version bump): the fold must follow
         m.double()
         ref.double()
-        assert rel(m(x.double()), ref(x.double())) < 1e-12
+        assert max_rel_err(m(x.double()), ref(x.double())) < 1e-12
 
 
-def test_configure_and_fallback(golden):
+def test_configure_and_fallback(golden, count_fused_calls, monkeypatch):
     m = tiny(golden)
     with pytest.raises(ValueError, match="backend must be 'auto' or one of"):
         m.exchange_units()[0].configure(backend="fastest")
     unit = m.exchange_units()[0].configure(fused=True, backend="torch")
     assert not unit.fused  # backend="torch" is the reference path
     # float16 on the CPU: no fused backend runs it, auto falls back to the reference path
+    reference_calls = []
+    orig = hrnet_fast.ExchangeUnit.reference_forward
+    monkeypatch.setattr(hrnet_fast.ExchangeUnit, "reference_forward",
+                        lambda self, xs: reference_calls.append(1) or orig(self, xs))
     m16 = tiny(golden).eval().half()
     x = torch.from_numpy(golden["input"]).half()
     with torch.no_grad():
         out = m16(x)
-    assert torch.isfinite(out).all()
+    n_units = len(m16.exchange_units())
+    assert len(reference_calls) == n_units and count_fused_calls["n"] == 0  # every unit took the fallback
+    unfused = tiny(golden).eval().half()
+    for u in unfused.exchange_units():
+        u.configure(fused=False)
+    with torch.no_grad():
+        want = unfused(x)
+    assert out.dtype == torch.float16 and torch.equal(out, want)  # the official op sequence, bit for bit
 
 
 @needs_ext
@@ -183,13 +191,13 @@ def test_full_models_fused_match_unfused(name):
         for u in m.exchange_units():
             u.configure(fused=False)
         unfused = m(x)
-        assert rel(fused, unfused) < 1e-5
+        assert max_rel_err(fused, unfused) < 1e-5
         fast = hrnet_fast.optimize(m)  # BN folded, channels_last, fused units (cpp on NHWC tensors)
         fast_ref = hrnet_fast.optimize(m, fused=False)
         assert all(u.fused for u in fast.exchange_units())
         a, b = fast(x), fast_ref(x)
-        assert rel(a, b) < 1e-5
-        assert rel(a, unfused) < 1e-4  # folding every BN changes rounding throughout the network
+        assert max_rel_err(a, b) < 1e-5
+        assert max_rel_err(a, unfused) < 1e-4  # folding every BN changes rounding throughout the network
 
 
 @needs_ext
@@ -203,8 +211,8 @@ def test_compile_fused_tiny_model_fullgraph(golden, mode):
     compiled = torch.compile(m, fullgraph=True, backend="aot_eager")  # fullgraph: a graph break raises
     out = compiled(x)
     want = ref(x)
-    assert rel(out, want) < 2e-6
+    assert max_rel_err(out, want) < 2e-6
     if mode == "train":
         gx = torch.autograd.grad(out.sum(), [m.final_layer.weight])[0]
         gr = torch.autograd.grad(want.sum(), [ref.final_layer.weight])[0]
-        assert rel(gx, gr) < 1e-4
+        assert max_rel_err(gx, gr) < 1e-4

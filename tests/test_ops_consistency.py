@@ -15,22 +15,21 @@ from hrnet_fast.ops import fused_exchange
 
 D = importlib.import_module("hrnet_fast.ops.decode_heatmaps")  # the module (the package attribute is the function)
 
-HAS_EXT = _backends.extension() is not None
-INTERP = _backends.triton_interpreter() and _backends._triton_import_error() is None and not torch.cuda.is_available()
+from _support import needs_ext, needs_interp
 
 
 def cpu_exchange_backends(dtype=torch.float64):
     out = ["torch"]
-    out.append(pytest.param("cpp", marks=pytest.mark.skipif(not HAS_EXT, reason="extension not built")))
+    out.append(pytest.param("cpp", marks=needs_ext))
     if dtype != torch.float64:
-        out.append(pytest.param("triton", marks=pytest.mark.skipif(not INTERP, reason="needs the Triton interpreter")))
+        out.append(pytest.param("triton", marks=needs_interp))
     return out
 
 
 def cpu_decode_backends():
     return ["torch",
-            pytest.param("cpp", marks=pytest.mark.skipif(not HAS_EXT, reason="extension not built")),
-            pytest.param("triton", marks=pytest.mark.skipif(not INTERP, reason="needs the Triton interpreter"))]
+            pytest.param("cpp", marks=needs_ext),
+            pytest.param("triton", marks=needs_interp)]
 
 
 # ------------------------------------------------------------------------------------ fused_exchange
@@ -50,7 +49,7 @@ def test_double_backward_matches_torch(backend):
 
 
 @pytest.mark.parametrize("relu", [True, False])
-@pytest.mark.parametrize("backend", [pytest.param("cpp", marks=pytest.mark.skipif(not HAS_EXT, reason="no ext"))])
+@pytest.mark.parametrize("backend", [pytest.param("cpp", marks=needs_ext)])
 def test_double_backward_gradgradcheck(backend, relu):
     g = torch.Generator().manual_seed(1)
     mk = lambda *s: torch.randn(*s, dtype=torch.float64, generator=g).requires_grad_(True)  # noqa: E731

@@ -45,11 +45,12 @@ def test_measure_rounds_interleaves_and_reports_round_spread():
         assert len(st["rounds_ms"]) == 3 and st["round_spread"] >= 0 and st["runs"] == 3
 
 
-def test_busy_warnings():
-    quiet = {"x": {"round_spread": 0.05}}
-    assert _timing.busy_warnings(quiet, load=0.5, ncores=2) == []
-    msgs = _timing.busy_warnings({"x": {"round_spread": 0.4}}, load=3.5, ncores=2)
-    assert len(msgs) == 2 and "load average 3.5" in msgs[0] and "x: repeated rounds differ by 40%" in msgs[1]
+def test_load_and_spread_warnings():
+    assert _timing.load_warning(load=0.5, ncores=2) is None
+    assert _timing.load_warning(load=3.5, ncores=2) == "load average 3.5 exceeds the 2 cores: other processes share the CPU"
+    assert _timing.spread_warnings({"x": {"round_spread": 0.05}, "y": {"ms": 1.0}}) == []
+    assert _timing.spread_warnings({"x": {"round_spread": 0.4}}, threshold=0.15) == [
+        "x: repeated rounds differ by 40.0% (limit 15%)"]
 
 
 def test_cuda_graph_needs_a_cuda_device():
