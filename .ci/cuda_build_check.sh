@@ -52,8 +52,9 @@ if [ -n "$undefined" ]; then
   say "FAILED: undefined hrnet_fast symbols in $so:"; echo "$undefined"; exit 1
 fi
 (cd "$work" && "$VENV/bin/python" - <<'PY'
+import torch  # first: _C links against torch's libraries
+
 import hrnet_fast._C  # noqa: F401  (must load without a GPU)
-import torch
 from hrnet_fast import _backends
 status = _backends.backends()
 assert status["cpp"]["available"], status["cpp"]["reason"]
