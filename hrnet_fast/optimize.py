@@ -7,6 +7,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from ._folding import fold_conv_norm
+
 __all__ = ["fold_conv_bn", "fold_batchnorm", "optimize"]
 
 
@@ -16,18 +18,13 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
     The fold is computed in float64 so the folded fp32 weights match the unfolded graph to rounding.
     """
-    w = conv.weight.detach().double()
-    inv_std = torch.rsqrt(bn.running_var.detach().double() + bn.eps)
-    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(inv_std)
-    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(inv_std)
-    scale = gamma * inv_std
-    b0 = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(scale)
+    w, b = fold_conv_norm(conv, bn, torch.float64)
     fused = nn.Conv2d(
         conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
         conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
     ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-    fused.weight.copy_((w * scale.reshape(-1, 1, 1, 1)).to(conv.weight.dtype))
-    fused.bias.copy_(((b0 - bn.running_mean.detach().double()) * scale + beta).to(conv.weight.dtype))
+    fused.weight.copy_(w.to(conv.weight.dtype))
+    fused.bias.copy_(b.to(conv.weight.dtype))
     return fused
 
 

@@ -313,3 +313,19 @@ def test_input_size_not_divisible_by_32_suggests_sizes(tiny):
 def test_input_integer_dtype(tiny):
     with pytest.raises(TypeError, match="floating-point"):
         tiny(torch.zeros(1, 3, 128, 96, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_input_dtype_that_is_not_the_models(tiny, dtype):
+    # torch's own message ("Input type (double) and bias type (float) should be the same") names neither
+    # the argument nor the fix
+    with pytest.raises(TypeError, match=rf"input has dtype {dtype} but the model's weights are torch.float32: cast"):
+        tiny(torch.zeros(1, 3, 128, 96, dtype=dtype))
+
+
+def test_optimized_model_casts_its_input():
+    model = hrnet_fast.pose_hrnet(TINY_YAML).eval()
+    fast = hrnet_fast.optimize(model, dtype=torch.float64)
+    x = torch.rand(1, 3, 128, 96, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert fast(x).dtype == torch.float64 and fast(x.half()).dtype == torch.float64

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from .._folding import fold_conv_norm
 from ..config import ConfigError, ConfigLike, resolve_config
 
 BN_MOMENTUM = 0.1
@@ -178,7 +179,8 @@ class ExchangeUnit(nn.ModuleList):
         needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
         if needs_grad or torch.compiler.is_compiling():
             # differentiable (and traceable) inline fold: a few (C, C_j) ops, cheap
-            return _fold_conv_norm(conv, norm, conv.weight.dtype)
+            w, b = fold_conv_norm(conv, norm, conv.weight.dtype)
+            return w.reshape(w.shape[0], w.shape[1]), b
         # Identity (the cache holds the tensors, so their ids cannot be reused), the version counter, which
         # every in-place change bumps (load_state_dict, optimizer steps, .copy_), and the storage, dtype and
         # device, which change when .to()/.half() swap a parameter's .data without bumping its version.
@@ -187,29 +189,10 @@ class ExchangeUnit(nn.ModuleList):
         if hit is not None and all(a is b for a, b in zip(hit[0], tensors)) and hit[1] == versions:
             return hit[2]
         with torch.no_grad():
-            folded = _fold_conv_norm(conv, norm, torch.float64)
-            folded = (folded[0].to(conv.weight.dtype), None if folded[1] is None else folded[1].to(conv.weight.dtype))
+            w, b = fold_conv_norm(conv, norm, torch.float64)
+            folded = (w.reshape(w.shape[0], w.shape[1]).to(conv.weight.dtype), None if b is None else b.to(conv.weight.dtype))
         self._fold_cache[(i, j)] = (tensors, versions, folded)
         return folded
-
-
-def _fold_conv_norm(conv: nn.Conv2d, norm: nn.Module, dtype: torch.dtype):
-    """W (C, C_j) and b (C,) (None without conv bias or BN) of ``norm(conv(x))`` with running statistics,
-    computed in ``dtype`` (float64 for the cached inference fold, the parameters' dtype when differentiable)."""
-    w = conv.weight.to(dtype).reshape(conv.out_channels, conv.in_channels)
-    b = None if conv.bias is None else conv.bias.to(dtype)
-    if isinstance(norm, nn.modules.batchnorm._BatchNorm):
-        scale = torch.rsqrt(norm.running_var.to(dtype) + norm.eps)
-        if norm.weight is not None:
-            scale = norm.weight.to(dtype) * scale
-        shift = -norm.running_mean.to(dtype) if b is None else b - norm.running_mean.to(dtype)
-        b = shift * scale
-        if norm.bias is not None:
-            b = b + norm.bias.to(dtype)
-        w = w * scale[:, None]
-    elif not isinstance(norm, nn.Identity):
-        raise TypeError(f"ExchangeUnit: expected BatchNorm2d or Identity after the 1x1 conv, got {type(norm).__name__}")
-    return w, b
 
 
 class HighResolutionModule(nn.Module):
@@ -424,6 +407,16 @@ class PoseHighResolutionNet(nn.Module):
             )
         if not x.is_floating_point():
             raise TypeError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+        weight = self.conv1.weight
+        if x.device != weight.device:
+            raise RuntimeError(f"input is on {x.device} but the model's weights are on {weight.device}: move one of them "
+                               f"(x.to({str(weight.device)!r}) or model.to({str(x.device)!r}))")
+        if self.input_dtype is None and x.dtype != weight.dtype:
+            raise TypeError(
+                f"input has dtype {x.dtype} but the model's weights are {weight.dtype}: cast the input "
+                f"(x.to({weight.dtype})) or the model (model.to({x.dtype})); hrnet_fast.optimize(model, dtype=...) "
+                f"returns a model that casts its inputs itself"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.compiler.is_compiling():
