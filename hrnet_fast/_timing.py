@@ -208,19 +208,23 @@ def load_average() -> Optional[float]:
         return None
 
 
-def busy_warnings(stats: Mapping[str, Mapping[str, Any]], threshold: float = ROUND_SPREAD_WARN,
-                  load: Optional[float] = None, ncores: Optional[int] = None) -> List[str]:
-    """Reasons not to trust timings: a load average above the core count, and each entry of ``stats``
-    (``{label: stats with round_spread}``) whose rounds disagree by more than ``threshold``."""
+def load_warning(load: Optional[float] = None, ncores: Optional[int] = None) -> Optional[str]:
+    """A warning when the 1-minute load average exceeds the cores (other processes share the CPU), else None."""
     load = load_average() if load is None else load
     ncores = cores() if ncores is None else ncores
-    out = []
     if load is not None and load > ncores:
-        out.append(f"load average {load:.1f} exceeds the {ncores} cores: other processes share the CPU")
+        return f"load average {load:.1f} exceeds the {ncores} cores: other processes share the CPU"
+    return None
+
+
+def spread_warnings(stats: Mapping[str, Mapping[str, Any]], threshold: float = ROUND_SPREAD_WARN) -> List[str]:
+    """A warning for each entry of ``stats`` (``{label: stats with round_spread}``) whose repeated rounds
+    disagree by more than ``threshold`` (a fraction of the fastest round)."""
+    out = []
     for label, st in stats.items():
         rs = st.get("round_spread")
         if rs is not None and rs > threshold:
-            out.append(f"{label}: repeated rounds differ by {100 * rs:.0f}% (more than {100 * threshold:.0f}%)")
+            out.append(f"{label}: repeated rounds differ by {100 * rs:.1f}% (limit {100 * threshold:.0f}%)")
     return out
 
 
