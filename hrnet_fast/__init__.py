@@ -7,19 +7,44 @@
     heatmaps = fast(images)                                    # (N, 17, 64, 48)
 
 ``hrnet_fast.backends()`` tells which compute backends (torch, cpp, cuda, triton) run here and why not.
+
+The public names are imported on first use (PEP 562), so that ``import hrnet_fast`` and
+``hrnet-fast --help`` / ``--version`` do not import torch: the first access to any of them (or to a
+submodule such as ``hrnet_fast.ops``) imports what it needs, including the op registrations.
 """
-from ._backends import backends
-from .checkpoint import CheckpointMismatchError, load_checkpoint, normalize_state_dict
-from .config import CONFIGS, ConfigError
-from .models.pose_hrnet import ExchangeUnit, PoseHighResolutionNet, pose_hrnet
-from .optimize import fold_batchnorm, optimize
-from .ops.decode_heatmaps import COCO_FLIP_PAIRS, MPII_FLIP_PAIRS, decode_heatmaps, flip_merge
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# public name -> the submodule defining it
+_LAZY = {
+    "backends": "._backends",
+    "CheckpointMismatchError": ".checkpoint",
+    "CheckpointReadError": ".checkpoint",
+    "load_checkpoint": ".checkpoint",
+    "normalize_state_dict": ".checkpoint",
+    "CONFIGS": ".config",
+    "ConfigError": ".config",
+    "ExchangeUnit": ".models.pose_hrnet",
+    "PoseHighResolutionNet": ".models.pose_hrnet",
+    "pose_hrnet": ".models.pose_hrnet",
+    "fold_batchnorm": ".optimize",
+    "optimize": ".optimize",
+    "COCO_FLIP_PAIRS": ".ops.decode_heatmaps",
+    "MPII_FLIP_PAIRS": ".ops.decode_heatmaps",
+    "decode_heatmaps": ".ops.decode_heatmaps",
+    "flip_merge": ".ops.decode_heatmaps",
+}
+# submodules reachable as attributes after a bare `import hrnet_fast` (as when __init__ imported them eagerly)
+_SUBMODULES = ("_backends", "baselines", "checkpoint", "checks", "cli", "config", "models", "ops")
 
 __all__ = [
     "CONFIGS",
     "CheckpointMismatchError",
+    "CheckpointReadError",
     "ConfigError",
     "ExchangeUnit",
     "PoseHighResolutionNet",
@@ -34,3 +59,40 @@ __all__ = [
     "decode_heatmaps",
     "flip_merge",
 ]
+
+if TYPE_CHECKING:  # what static tools see; at run time __getattr__ below imports these on first use
+    from ._backends import backends  # noqa: F401
+    from .checkpoint import CheckpointMismatchError, CheckpointReadError, load_checkpoint, normalize_state_dict  # noqa: F401
+    from .config import CONFIGS, ConfigError  # noqa: F401
+    from .models.pose_hrnet import ExchangeUnit, PoseHighResolutionNet, pose_hrnet  # noqa: F401
+    from .ops.decode_heatmaps import COCO_FLIP_PAIRS, MPII_FLIP_PAIRS, decode_heatmaps, flip_merge  # noqa: F401
+    from .optimize import fold_batchnorm, optimize  # noqa: F401
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        setattr(sys.modules[__name__], name, value)
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module("." + name, __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
+
+
+class _Package(types.ModuleType):
+    """The package module. Importing a submodule binds it as an attribute of its package; for
+    ``hrnet_fast.optimize`` that would replace the function of that name (the eager ``from .optimize
+    import optimize`` used to rebind it afterwards), so a submodule named like a public function binds
+    the function instead."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and name in _LAZY and value.__name__ == f"{__name__}.{name}":
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -4,6 +4,11 @@
                      [--backend auto] [--weights PATH] [--json OUT] [--quick]
     hrnet-fast info
     hrnet-fast check [--device auto]
+    hrnet-fast --version
+
+Arguments are checked before any work starts: a bad one prints the usage and a one-line error and exits
+with status 2 (argparse's convention). torch and the package are imported only once a command runs, so
+``--help`` and ``--version`` answer at once.
 """
 from __future__ import annotations
 
@@ -13,28 +18,105 @@ import json
 import os
 import platform
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
-import torch
+from . import __version__
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+BACKENDS = ("auto", "torch", "cpp", "cuda", "triton")
+_DEFAULT_BATCH = "1,8"
 
 
 def _progress(msg: str) -> None:
     print(f"[hrnet-fast] {msg}", file=sys.stderr, flush=True)
 
 
-def _resolve_device(name: str) -> torch.device:
+def _dtype(name: str):
+    import torch
+
+    return getattr(torch, DTYPE_NAMES[name])
+
+
+# ---------------------------------------------------------------------------------------------- argument checks
+# The type= functions run while argparse parses (no torch); the _validate_* functions run right after, before
+# any work, and may import torch (device availability) or the config reader.
+
+
+def _batch_list(text: str) -> List[int]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        batches = [int(p) for p in parts]
+    except ValueError:
+        batches = []
+    if not batches or any(b <= 0 for b in batches):
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas (e.g. 1,8), got {text!r}")
+    return batches
+
+
+def _device_arg(text: str) -> str:
+    kind, _, index = text.partition(":")
+    if text in ("auto", "cpu", "cuda") or (kind == "cuda" and index.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N (hrnet_fast runs on CPUs and CUDA GPUs), got {text!r}")
+
+
+def _resolve_device(parser: argparse.ArgumentParser, name: str):
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("hrnet-fast: --device cuda asked for, but torch sees no CUDA GPU")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error(f"--device {name}: torch sees no CUDA GPU (torch {torch.__version__}, CUDA build: {torch.version.cuda})")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            parser.error(f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 
+def _check_writable(parser: argparse.ArgumentParser, opt: str, path: str) -> None:
+    """Fail now, not after the benchmark, when ``path`` cannot be written (the folder is created)."""
+    if os.path.isdir(path):
+        parser.error(f"{opt} {path}: is a directory; expected a file path")
+    existed = os.path.exists(path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        parser.error(f"{opt} {path}: cannot write there ({exc.strerror})")
+    if not existed:
+        os.remove(path)
+
+
+def _validate_bench(parser: argparse.ArgumentParser, args) -> None:
+    from .config import ConfigError, resolve_config
+
+    try:
+        args.cfg = resolve_config(args.config)
+    except (ConfigError, TypeError) as exc:
+        parser.error(f"--config {args.config}: {str(exc).removeprefix('config: ')}")
+    if args.weights is not None and not os.path.isfile(args.weights):
+        parser.error(f"--weights {args.weights}: no such file")
+    if args.weights is not None and not os.access(args.weights, os.R_OK):
+        parser.error(f"--weights {args.weights}: not readable")
+    if args.json:
+        _check_writable(parser, "--json", args.json)
+    args.device_obj = _resolve_device(parser, args.device)
+    if args.backend != "auto":
+        from ._backends import backends
+
+        st = backends()[args.backend]
+        if not st["available"]:
+            parser.error(f"--backend {args.backend}: not available here: {st['reason']}")
+
+
+def _validate_check(parser: argparse.ArgumentParser, args) -> None:
+    args.device_obj = _resolve_device(parser, args.device)
+
+
 def _versions() -> Dict[str, Any]:
-    import hrnet_fast
+    import torch
 
     try:
         import triton
@@ -43,7 +125,7 @@ def _versions() -> Dict[str, Any]:
     except Exception:  # noqa: BLE001
         triton_version = None
     return {
-        "hrnet_fast": hrnet_fast.__version__,
+        "hrnet_fast": __version__,
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "triton": triton_version,
@@ -56,8 +138,10 @@ def _versions() -> Dict[str, Any]:
 
 
 def cmd_info(args) -> int:
-    import hrnet_fast
-    from hrnet_fast._timing import cpu_name
+    import torch
+
+    from ._backends import backends
+    from ._timing import cpu_name
 
     v = _versions()
     print(f"hrnet_fast {v['hrnet_fast']}  torch {v['torch']} (CUDA {v['torch_cuda']})  triton {v['triton']}  python {v['python']}")
@@ -69,19 +153,21 @@ def cmd_info(args) -> int:
     else:
         print("GPU: none visible to torch")
     print("backends:")
-    for name, st in hrnet_fast.backends().items():
+    for name, st in backends().items():
         print(f"  {name:7s} {'yes' if st['available'] else 'no ':3s}  {st['reason']}")
     return 0
 
 
 # ---------------------------------------------------------------------------------------------- bench
 
+Timer = Callable[[Dict[str, Callable[[], Any]]], Dict[str, Dict[str, Any]]]
+
 
 def _build_models(args, device, dtype):
     import hrnet_fast
     from hrnet_fast.models.init import realistic_random_init
 
-    model = hrnet_fast.pose_hrnet(args.config)
+    model = hrnet_fast.pose_hrnet(args.cfg)
     h, w = model.cfg["IMAGE_SIZE"][1], model.cfg["IMAGE_SIZE"][0]
     if args.weights:
         hrnet_fast.load_checkpoint(model, args.weights, strict=True)
@@ -95,15 +181,12 @@ def _build_models(args, device, dtype):
     return reference, fast, (h, w)
 
 
-def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach().double(), b.detach().double()
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
-
-
-def _capture_unit_inputs(model, x) -> List[List[torch.Tensor]]:
+def _capture_unit_inputs(model, x):
     """The branch tensors each exchange unit receives in one forward of ``model``."""
+    import torch
+
     units = model.exchange_units()
-    captured: List[Optional[List[torch.Tensor]]] = [None] * len(units)
+    captured: List[Optional[list]] = [None] * len(units)
     hooks = []
     for k, unit in enumerate(units):
         def pre(mod, inputs, k=k):
@@ -115,10 +198,20 @@ def _capture_unit_inputs(model, x) -> List[List[torch.Tensor]]:
     finally:
         for hk in hooks:
             hk.remove()
-    return captured  # type: ignore[return-value]
+    return captured
 
 
-def _bench_exchange(reference, fast, x, device, timing, rows, batch, dtype_name):
+def _row(section, batch, dtype_name, variant, stats, **extra):
+    keep = ("ms", "p20_ms", "p80_ms", "runs", "calls", "spread", "rounds_ms", "round_spread")
+    return dict(section=section, batch=batch, dtype=dtype_name, variant=variant, **{k: stats[k] for k in keep if k in stats},
+                **extra)
+
+
+def _bench_exchange(reference, fast, x, timer: Timer, rows, batch, dtype_name):
+    import torch
+
+    from ._numerics import max_rel_err
+
     ref_units, fast_units = reference.exchange_units(), fast.exchange_units()
     # Both paths get the same values (the reference's), each in the memory layout its model runs in, so
     # the error measures the units alone and not the drift of the models upstream.
@@ -132,71 +225,66 @@ def _bench_exchange(reference, fast, x, device, timing, rows, batch, dtype_name)
 
     with torch.no_grad():
         ref_out, fast_out = run(ref_units, ref_in), run(fast_units, fast_in)
-        err = max(_max_rel(f, r) for fo, ro in zip(fast_out, ref_out) for f, r in zip(fo, ro))
-        t_ref = timing(lambda: run(ref_units, ref_in))
-        t_fast = timing(lambda: run(fast_units, fast_in))
-    rows.append(dict(section="exchange", batch=batch, dtype=dtype_name, variant=f"reference: {len(ref_units)} units, official", **t_ref))
-    rows.append(dict(section="exchange", batch=batch, dtype=dtype_name, variant="hrnet_fast: BN folded, fused op", speedup=t_ref["ms"] / t_fast["ms"], max_rel_err=err, **t_fast))
+        err = max(max_rel_err(f, r) for fo, ro in zip(fast_out, ref_out) for f, r in zip(fo, ro))
+        t = timer({"ref": lambda: run(ref_units, ref_in), "fast": lambda: run(fast_units, fast_in)})
+    rows.append(_row("exchange", batch, dtype_name, f"reference: {len(ref_units)} units, official", t["ref"]))
+    rows.append(_row("exchange", batch, dtype_name, "hrnet_fast: BN folded, fused op", t["fast"],
+                     speedup=t["ref"]["ms"] / t["fast"]["ms"], max_rel_err=err))
 
 
-def _bench_model(reference, fast, x, device, timing, rows, batch, dtype_name, compile_ref: bool):
+def _bench_model(reference, fast, x, device, timer: Timer, rows, batch, dtype_name, compile_ref: bool):
+    import torch
+
+    from ._numerics import max_rel_err
+    from ._timing import capture_cuda_graph
+
     with torch.no_grad():
         ref_out = reference(x)
         fast_out = fast(x)
-        err = _max_rel(fast_out, ref_out)
-        t_ref = timing(lambda: reference(x))
-        t_fast = timing(lambda: fast(x))
-    rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="reference (official eager)", **t_ref))
-    rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="hrnet_fast.optimize", speedup=t_ref["ms"] / t_fast["ms"], max_rel_err=err, **t_fast))
-    if device.type == "cuda":
-        # A failure here (a compile error, an op that cannot be captured) is recorded, not fatal: the
-        # other rows of the run stay valid.
-        if compile_ref:
-            _progress(f"model batch {batch}: compiling the reference with torch.compile")
-            try:
-                compiled = torch.compile(reference)
-                with torch.no_grad():
-                    c_out = compiled(x)
-                    t_c = timing(lambda: compiled(x))
-                rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="reference + torch.compile",
-                                 speedup=t_ref["ms"] / t_c["ms"], max_rel_err=_max_rel(c_out, ref_out), **t_c))
-            except Exception as exc:  # noqa: BLE001
-                _progress(f"torch.compile of the reference failed: {type(exc).__name__}: {exc}")
-                rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="reference + torch.compile",
-                                 error=f"{type(exc).__name__}: {exc}"[:500]))
+        err = max_rel_err(fast_out, ref_out)
+        t = timer({"ref": lambda: reference(x), "fast": lambda: fast(x)})
+    t_ref = t["ref"]
+    rows.append(_row("model", batch, dtype_name, "reference (official eager)", t_ref))
+    rows.append(_row("model", batch, dtype_name, "hrnet_fast.optimize", t["fast"], speedup=t_ref["ms"] / t["fast"]["ms"],
+                     max_rel_err=err))
+    if device.type != "cuda":
+        return
+    # A failure here (a compile error, an op that cannot be captured) is recorded, not fatal: the other rows
+    # of the run stay valid.
+    if compile_ref:
+        variant = "reference + torch.compile"
+        _progress(f"model batch {batch}: compiling the reference with torch.compile")
         try:
-            graph_fn, g_out = _cuda_graph(fast, x)
-            t_g = timing(graph_fn)
-            rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="hrnet_fast.optimize + CUDA graph",
-                             speedup=t_ref["ms"] / t_g["ms"], max_rel_err=_max_rel(g_out, ref_out), **t_g))
+            compiled = torch.compile(reference)
+            with torch.no_grad():
+                c_out = compiled(x)
+                t_c = timer({"c": lambda: compiled(x)})["c"]
+            rows.append(_row("model", batch, dtype_name, variant, t_c, speedup=t_ref["ms"] / t_c["ms"],
+                             max_rel_err=max_rel_err(c_out, ref_out)))
         except Exception as exc:  # noqa: BLE001
-            _progress(f"CUDA graph capture of the optimized model failed: {type(exc).__name__}: {exc}")
-            rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant="hrnet_fast.optimize + CUDA graph",
-                             error=f"{type(exc).__name__}: {exc}"[:500]))
+            _progress(f"torch.compile of the reference failed: {type(exc).__name__}: {exc}")
+            rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant=variant, error=f"{type(exc).__name__}: {exc}"[:500]))
+    variant = "hrnet_fast.optimize + CUDA graph"
+    try:
+        static_x = x.clone()
+        with torch.no_grad():
+            graph, static_out = capture_cuda_graph(lambda: fast(static_x))
+            g_out = static_out.clone()
+            t_g = timer({"g": graph.replay})["g"]
+        rows.append(_row("model", batch, dtype_name, variant, t_g, speedup=t_ref["ms"] / t_g["ms"],
+                         max_rel_err=max_rel_err(g_out, ref_out)))
+    except Exception as exc:  # noqa: BLE001
+        _progress(f"CUDA graph capture of the optimized model failed: {type(exc).__name__}: {exc}")
+        rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant=variant, error=f"{type(exc).__name__}: {exc}"[:500]))
 
 
-def _cuda_graph(model, x):
-    static_x = x.clone()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.no_grad(), torch.cuda.stream(stream):
-        for _ in range(3):
-            model(static_x)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.no_grad(), torch.cuda.graph(graph):
-        static_out = model(static_x)
-    graph.replay()
-    torch.cuda.synchronize()
-    return graph.replay, static_out.clone()
-
-
-def _bench_decode(fast, x, device, timing, rows, batch, dtype_name, backend):
+def _bench_decode(fast, x, device, timer: Timer, rows, batch, dtype_name, backend):
     """Official decoding (host copy + numpy get_final_preds) vs hrnet_fast.decode_heatmaps (quarter)."""
     import numpy as np
+    import torch
 
-    from hrnet_fast.baselines.official_numpy import official_decode
-    from hrnet_fast.ops.decode_heatmaps import decode_heatmaps
+    from .baselines.official_numpy import official_decode
+    from .ops.decode_heatmaps import decode_heatmaps
 
     with torch.no_grad():
         heatmaps = fast(x)
@@ -212,18 +300,19 @@ def _bench_decode(fast, x, device, timing, rows, batch, dtype_name, backend):
     ref_coords, _ = official_decode(ref_in, center_np, scale_np)
     coords, _ = decode_heatmaps(heatmaps, center_d, scale_d, method="quarter", backend=backend)
     err = float(np.abs(coords.double().cpu().numpy() - ref_coords).max())
-    t_ref = timing(lambda: official_decode(ref_in, center_np, scale_np))
-    t_fast = timing(lambda: decode_heatmaps(heatmaps, center_d, scale_d, method="quarter", backend=backend))
-    rows.append(dict(section="decode", batch=batch, dtype=dtype_name, variant="official numpy (incl. device-to-host copy)", **t_ref))
-    rows.append(dict(section="decode", batch=batch, dtype=dtype_name, variant="hrnet_fast.decode_heatmaps (quarter)",
-                     speedup=t_ref["ms"] / t_fast["ms"], max_abs_err_px=err, **t_fast))
+    t = timer({"ref": lambda: official_decode(ref_in, center_np, scale_np),
+               "fast": lambda: decode_heatmaps(heatmaps, center_d, scale_d, method="quarter", backend=backend)})
+    rows.append(_row("decode", batch, dtype_name, "official numpy (incl. device-to-host copy)", t["ref"]))
+    rows.append(_row("decode", batch, dtype_name, "hrnet_fast.decode_heatmaps (quarter)", t["fast"],
+                     speedup=t["ref"]["ms"] / t["fast"]["ms"], max_abs_err_px=err))
 
 
 def _print_table(meta, rows) -> None:
     print()
     print(f"hrnet-fast bench: {meta['config']} on {meta['device_name']} ({meta['device']}), dtype {meta['dtype']}, "
           f"torch {meta['versions']['torch']}, triton {meta['versions']['triton']}, {meta['versions']['threads']} threads")
-    header = f"{'section':9s} {'batch':>5s}  {'variant':45s} {'median ms':>10s} {'p20-p80 ms':>17s} {'speed-up':>8s} {'max err':>9s}"
+    header = (f"{'section':9s} {'batch':>5s}  {'variant':45s} {'median ms':>10s} {'p20-p80 ms':>17s} {'spread':>7s} "
+              f"{'speed-up':>8s} {'max err':>9s}")
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -233,41 +322,55 @@ def _print_table(meta, rows) -> None:
         err = r.get("max_rel_err", r.get("max_abs_err_px"))
         err_s = "" if err is None else (f"{err:.1e}" + ("px" if "max_abs_err_px" in r else ""))
         sp = f"x{r['speedup']:.2f}" if "speedup" in r else ""
-        print(f"{r['section']:9s} {r['batch']:>5d}  {r['variant']:45s} {r['ms']:10.3f} {r['p20_ms']:8.3f}-{r['p80_ms']:<8.3f} {sp:>8s} {err_s:>9s}")
+        rs = f"{100 * r['round_spread']:.0f}%" if "round_spread" in r else ""
+        print(f"{r['section']:9s} {r['batch']:>5d}  {r['variant']:45s} {r['ms']:10.3f} {r['p20_ms']:8.3f}-{r['p80_ms']:<8.3f} "
+              f"{rs:>7s} {sp:>8s} {err_s:>9s}")
     print("(exchange: whole units, the strided 3x3 downsampling included; max err: max relative error of "
-          "hrnet_fast's output against the reference; for decode, the max coordinate difference in pixels)")
+          "hrnet_fast's output against the reference; for decode, the max coordinate difference in pixels; "
+          "spread: (max - min) / min of the medians of repeated rounds, each side measured interleaved with the other)")
+    for w in meta.get("warnings", []):
+        print(f"warning: {w}")
 
 
 def cmd_bench(args) -> int:
-    from hrnet_fast._timing import device_name, measure
+    import torch
 
-    device = _resolve_device(args.device)
-    dtype = DTYPES[args.dtype]
+    from ._timing import ROUND_SPREAD_WARN, cores, device_name, load_average, load_warning, measure_rounds, spread_warnings
+
+    device = args.device_obj
+    dtype = _dtype(args.dtype)
     if device.type == "cpu" and dtype != torch.float32:
         _progress(f"note: {args.dtype} on the CPU is slow in PyTorch itself; the CPU kernels are fp32/fp64")
-    batches = [int(b) for b in str(args.batch).split(",") if b.strip()]
+    batches = list(args.batch)
     if args.quick:
-        batches = batches[:1] if args.batch != _DEFAULT_BATCH else [1]
-    if not batches or any(b <= 0 for b in batches):
-        raise SystemExit(f"hrnet-fast bench: --batch must be positive integers separated by commas, got {args.batch!r}")
-    compile_batches = None if args.compile_batches is None else [int(b) for b in args.compile_batches.split(",") if b.strip()]
+        batches = batches[:1] if args.batch_given else [1]
+    # seconds per callable, split over interleaved rounds (reference and hrnet_fast alternate)
     min_time = 0.05 if args.quick else (0.5 if device.type == "cuda" else 1.0)
-    min_runs = 2 if args.quick else 3
+    rounds = 2 if args.quick else 3
 
-    def timing(fn):
-        return measure(fn, device, min_time=min_time, min_runs=min_runs, warmup=1)
+    def timer(fns):
+        return measure_rounds(fns, device, rounds=rounds, min_time=min_time, min_runs=1 if args.quick else 2, warmup=1)
 
+    load_start = load_average()
+    busy = load_warning(load_start)
+    if busy:
+        _progress(f"warning: {busy}; timings will swing")
     _progress(f"building {args.config} (random weights, measured BatchNorm statistics)" if not args.weights else f"loading {args.weights}")
     reference, fast, (h, w) = _build_models(args, device, dtype)
     rows: List[Dict[str, Any]] = []
     for batch in batches:
         x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch)).to(device=device, dtype=dtype)
         _progress(f"batch {batch}: exchange units")
-        _bench_exchange(reference, fast, x, device, timing, rows, batch, args.dtype)
+        _bench_exchange(reference, fast, x, timer, rows, batch, args.dtype)
         _progress(f"batch {batch}: whole model")
-        _bench_model(reference, fast, x, device, timing, rows, batch, args.dtype, compile_ref=not (args.quick or args.no_compile) and (compile_batches is None or batch in compile_batches))
+        compile_ref = not (args.quick or args.no_compile) and (args.compile_batches is None or batch in args.compile_batches)
+        _bench_model(reference, fast, x, device, timer, rows, batch, args.dtype, compile_ref=compile_ref)
         _progress(f"batch {batch}: decoding")
-        _bench_decode(fast, x, device, timing, rows, batch, args.dtype, args.backend)
+        _bench_decode(fast, x, device, timer, rows, batch, args.dtype, args.backend)
+    load_end = load_average()
+    warnings = [m for m in (load_warning(load_start), load_warning(load_end)) if m][:1]
+    warnings += spread_warnings({f"{r['section']} batch {r['batch']} {r['variant']}": r for r in rows if "ms" in r},
+                                threshold=ROUND_SPREAD_WARN)
     meta = {
         "command": "hrnet-fast bench",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -278,11 +381,16 @@ def cmd_bench(args) -> int:
         "backend": args.backend,
         "batches": batches,
         "quick": bool(args.quick),
+        "rounds": rounds,
+        "load_average": {"start": load_start, "end": load_end},
+        "cores": cores(),
+        "warnings": warnings,
         "versions": _versions(),
     }
     _print_table(meta, rows)
+    for msg in warnings:
+        _progress(f"warning: {msg}")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as fh:
             json.dump({"meta": meta, "results": rows}, fh, indent=2)
         print(f"wrote {args.json}")
@@ -293,55 +401,73 @@ def cmd_bench(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from hrnet_fast.checks import run_checks
+    from .checks import run_checks
 
-    device = _resolve_device(args.device)
-    failures = run_checks(device, report=print)
-    if failures:
-        print(f"hrnet-fast check: {len(failures)} mismatch(es): " + "; ".join(failures))
+    device = args.device_obj
+    summary = run_checks(device, report=print)
+    if summary.failures:
+        print(f"hrnet-fast check: {len(summary.failures)} mismatch(es): " + "; ".join(summary.failures))
         return 1
-    print("hrnet-fast check: every available backend matches the reference")
+    if summary.compared == 0:
+        print(f"hrnet-fast check: nothing was compared on {device}: every backend was skipped ({summary.skipped} checks)")
+        return 1
+    print(f"hrnet-fast check: every available backend matches the reference ({summary.compared} compared, "
+          f"{summary.skipped} skipped)")
     return 0
 
 
 # ---------------------------------------------------------------------------------------------- main
 
-_DEFAULT_BATCH = "1,8"
+
+class _BatchAction(argparse.Action):
+    """Stores the parsed list and notes that the user gave it (``--quick`` keeps a given batch)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.batch_given = True
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hrnet-fast", description="A drop-in, faster HRNet: benchmarks, equivalence checks, environment info.")
+    p.add_argument("--version", action="version", version=f"hrnet-fast {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("bench", help="measure reference vs hrnet_fast side by side (exchange units, whole model, decoding)",
                        description="Measure the official reference against hrnet_fast in one run: the exchange units alone, the whole model, "
-                                   "and heatmap decoding; print speed-ups and the max relative error, write JSON.")
+                                   "and heatmap decoding; print speed-ups, the spread of repeated rounds and the max relative error, write JSON. "
+                                   "Warns when the rounds disagree or the load average exceeds the cores.")
     b.add_argument("--config", default="w32_256x192", help="config name or official experiment YAML (default: w32_256x192)")
-    b.add_argument("--batch", default=_DEFAULT_BATCH, help="comma-separated batch sizes (default: 1,8)")
-    b.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="compute dtype (default: fp32)")
-    b.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto = cuda when present)")
-    b.add_argument("--backend", default="auto", choices=["auto", "torch", "cpp", "cuda", "triton"], help="hrnet_fast backend (default: auto)")
+    b.add_argument("--batch", default=_batch_list(_DEFAULT_BATCH), type=_batch_list, action=_BatchAction,
+                   help="comma-separated batch sizes (default: 1,8)")
+    b.add_argument("--dtype", default="fp32", choices=sorted(DTYPE_NAMES), help="compute dtype (default: fp32)")
+    b.add_argument("--device", default="auto", type=_device_arg, help="auto, cpu, cuda or cuda:N (default: auto = cuda when present)")
+    b.add_argument("--backend", default="auto", choices=BACKENDS, help="hrnet_fast backend (default: auto)")
     b.add_argument("--weights", default=None, help="an official/mmpose checkpoint instead of random weights")
     b.add_argument("--json", default=None, help="write the results as JSON to this path")
-    b.add_argument("--quick", action="store_true", help="batch 1 and short timings (a smoke run)")
+    b.add_argument("--quick", action="store_true", help="batch 1 (or the first --batch) and short timings (a smoke run)")
     b.add_argument("--no-compile", action="store_true", help="on a GPU, skip torch.compile of the reference (it takes a minute)")
-    b.add_argument("--compile-batches", default=None, help="on a GPU, compile the reference only at these batch sizes (default: all)")
-    b.set_defaults(func=cmd_bench)
+    b.add_argument("--compile-batches", default=None, type=_batch_list,
+                   help="on a GPU, compile the reference only at these batch sizes (default: all)")
+    b.set_defaults(func=cmd_bench, validate=_validate_bench, parser=b, batch_given=False)
 
     i = sub.add_parser("info", help="versions, devices, and which backends are available and why not",
                        description="Print versions, devices, and which backends are built and available here (and why not).")
-    i.set_defaults(func=cmd_info)
+    i.set_defaults(func=cmd_info, validate=None, parser=i)
 
     c = sub.add_parser("check", help="equivalence only: every available backend vs the reference; non-zero exit on mismatch",
-                       description="Run every available backend of every op against the torch reference on random inputs, in fp32 and "
-                                   "the device's half types; exit non-zero on any mismatch.")
-    c.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    c.set_defaults(func=cmd_check)
+                       description="Run every available backend of every op against a reference on seeded random inputs, in fp32 and "
+                                   "the device's other dtypes (fused_exchange against float64, with a tolerance derived from the torch "
+                                   "reference's own error; fp32 means IEEE fp32 unless TF32 is enabled for matmuls). Exit 1 on any "
+                                   "mismatch, or when nothing could be compared.")
+    c.add_argument("--device", default="auto", type=_device_arg, help="auto, cpu, cuda or cuda:N (default: auto)")
+    c.set_defaults(func=cmd_check, validate=_validate_check, parser=c)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.validate is not None:
+        args.validate(args.parser, args)
     return int(args.func(args) or 0)
 
 

@@ -1,21 +1,32 @@
-"""The hrnet-fast command line: bench --quick, info, check (including a forced mismatch)."""
+"""The hrnet-fast command line: bench --quick, info, check (including a forced mismatch), argument errors,
+--version, and a --help that does not import torch."""
 import json
+import os
 import subprocess
 import sys
 
 import pytest
-import torch
 
-from hrnet_fast import cli
+from hrnet_fast import _timing, checks, cli
+
+from _golden import TINY_YAML
 
 
-def test_bench_quick_writes_expected_json(tmp_path, capsys):
+def test_bench_quick_writes_expected_json(tmp_path, capsys, monkeypatch):
+    # a busy machine and rounds that disagree: both must be reported, in the JSON and on stderr
+    monkeypatch.setattr(_timing, "load_average", lambda: 64.0)
+    monkeypatch.setattr(_timing, "ROUND_SPREAD_WARN", -1.0)
     out = tmp_path / "bench.json"
     assert cli.main(["bench", "--quick", "--device", "cpu", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     meta = doc["meta"]
-    for field in ("date", "config", "device", "device_name", "dtype", "versions", "batches"):
+    for field in ("date", "config", "device", "device_name", "dtype", "versions", "batches", "rounds", "cores"):
         assert field in meta, field
+    assert meta["load_average"] == {"start": 64.0, "end": 64.0}
+    assert meta["warnings"][0] == f"load average 64.0 exceeds the {meta['cores']} cores: other processes share the CPU"
+    assert any("model batch 1 hrnet_fast.optimize: repeated rounds differ by" in w for w in meta["warnings"])
+    for r in doc["results"]:
+        assert len(r["rounds_ms"]) == meta["rounds"] == 2 and r["round_spread"] >= 0, r
     assert meta["device"] == "cpu" and meta["dtype"] == "fp32" and meta["batches"] == [1]
     for field in ("torch", "triton", "threads"):
         assert field in meta["versions"]
@@ -31,8 +42,9 @@ def test_bench_quick_writes_expected_json(tmp_path, capsys):
             assert r["max_rel_err"] < 1e-4, r  # fp32: hrnet_fast matches the reference
         else:
             assert r["max_abs_err_px"] < 1e-3, r
-    printed = capsys.readouterr().out
-    assert "speed-up" in printed and "hrnet_fast.optimize" in printed
+    captured = capsys.readouterr()
+    assert "speed-up" in captured.out and "hrnet_fast.optimize" in captured.out and "spread" in captured.out
+    assert "[hrnet-fast] warning: load average 64.0 exceeds" in captured.err
 
 
 def test_bench_rejects_bad_batch():
@@ -57,6 +69,9 @@ def test_check_passes_on_cpu(capsys):
     assert cli.main(["check", "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     assert "cpp" in text and "ok" in text
+    # fused_exchange: the error against float64 and the torch reference's own error, both reported
+    assert "fused_exchange   cpp     float32   ok    max rel err" in text and "vs float64, torch reference" in text
+    assert "IEEE fp32, TF32 off" in text and "compared" in text
 
 
 def test_check_fails_when_a_backend_disagrees(monkeypatch, capsys):
@@ -81,3 +96,104 @@ def test_table_shows_a_failed_variant(capsys):
     cli._print_table(meta, rows)
     out = capsys.readouterr().out
     assert "FAILED: BackendCompilerFailed: boom" in out and "2.000" in out
+
+
+def _usage_error(capsys, argv, expected):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err
+    assert "Traceback" not in err and err.startswith("usage: hrnet-fast")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"hrnet-fast {argv[0]}: error: ") and expected in last, last
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["bench", "--config", "nope"], "--config nope: unknown config name 'nope'; known names: w32_256x192"),
+    (["bench", "--config", "missing.yaml"], "--config missing.yaml: no such file"),
+    (["bench", "--batch", "1,x"], "argument --batch: expected positive integers separated by commas (e.g. 1,8), got '1,x'"),
+    (["bench", "--batch", "0"], "argument --batch: expected positive integers"),
+    (["bench", "--compile-batches", "8,x"], "argument --compile-batches: expected positive integers"),
+    (["bench", "--device", "foo"], "argument --device: expected auto, cpu, cuda or cuda:N"),
+    (["bench", "--device", "mps"], "argument --device: expected auto, cpu, cuda or cuda:N"),
+    (["bench", "--device", "meta"], "argument --device: expected auto, cpu, cuda or cuda:N"),
+    (["check", "--device", "meta"], "argument --device: expected auto, cpu, cuda or cuda:N"),
+    (["bench", "--weights", "/nonexistent/ckpt.pth"], "--weights /nonexistent/ckpt.pth: no such file"),
+])
+def test_bad_arguments_exit_2_with_a_one_line_error(capsys, monkeypatch, argv, expected):
+    def started(*a, **k):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(cli, "_build_models", started)
+    _usage_error(capsys, argv, expected)
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    _usage_error(capsys, ["check", "--device", "cuda"], "--device cuda: torch sees no CUDA GPU")
+
+
+def test_unwritable_json_fails_before_the_benchmark(tmp_path, capsys, monkeypatch):
+    def started(*a, **k):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(cli, "_build_models", started)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    target = blocker / "out.json"  # a path under a regular file: no user, root included, can write it
+    _usage_error(capsys, ["bench", "--device", "cpu", "--json", str(target)], f"--json {target}: cannot write there")
+    _usage_error(capsys, ["bench", "--device", "cpu", "--json", str(tmp_path)], "is a directory")
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]
+
+
+def test_writable_json_path_is_not_left_behind_by_the_check(tmp_path, monkeypatch):
+    def started(*a, **k):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(cli, "_build_models", started)
+    target = tmp_path / "new" / "bench.json"
+    with pytest.raises(AssertionError, match="the benchmark started"):
+        cli.main(["bench", "--device", "cpu", "--config", TINY_YAML, "--json", str(target)])
+    assert target.parent.is_dir() and not target.exists()
+
+
+def test_check_with_nothing_compared_exits_nonzero(monkeypatch, capsys):
+    monkeypatch.setattr(checks, "KERNEL_BACKENDS", ("no_such_backend",))
+    assert cli.main(["check", "--device", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "hrnet-fast check: nothing was compared on cpu: every backend was skipped" in out
+    assert "matches" not in out
+
+
+def test_version(capsys):
+    import hrnet_fast
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"hrnet-fast {hrnet_fast.__version__}"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["bench", "--help"], ["check", "--help"]])
+def test_help_and_version_do_not_import_torch(argv):
+    """`hrnet-fast --help` must answer at once: the package imports torch lazily (`-X importtime` lists
+    every module the command imported)."""
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "hrnet_fast", *argv], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(cli.__file__))})
+    assert res.returncode == 0, res.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "numpy", "triton", "yaml"))
+    assert not heavy, heavy[:10]
+    assert "hrnet_fast.cli" in imported
+
+
+def test_lazy_package_keeps_its_public_names():
+    code = ("import sys, hrnet_fast; assert 'torch' not in sys.modules; "
+            "import hrnet_fast.optimize; assert callable(hrnet_fast.optimize), hrnet_fast.optimize; "
+            "assert callable(hrnet_fast.pose_hrnet) and callable(hrnet_fast.decode_heatmaps); "
+            "assert hrnet_fast.backends()['torch']['available']; assert hrnet_fast.ops.fused_exchange; "
+            "from hrnet_fast import *; assert CheckpointReadError and COCO_FLIP_PAIRS; print('ok')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
