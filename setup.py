@@ -1,4 +1,4 @@
-"""Build hrnet_fast and its C++/CUDA extension ``hrnet_fast._C``.
+"""The C++/CUDA extension ``hrnet_fast._C`` (the project metadata is in pyproject.toml).
 
 The CPU sources (``csrc/*.cpp``, ``csrc/cpu/*.cpp``) are always built. The CUDA sources
 (``csrc/cuda/*.cu`` and their torch bindings ``csrc/cuda/*.cpp``) are added when torch is a CUDA
@@ -6,12 +6,12 @@ build and a CUDA toolkit is found; ``TORCH_CUDA_ARCH_LIST`` picks the architectu
 Set ``HRNET_FAST_NO_CUDA=1`` to force a CPU-only build, ``HRNET_FAST_NO_EXT=1`` to skip the
 extension entirely (the package then runs on its torch and Triton backends only).
 
-The Triton kernels live in ``kernels/`` and are installed as ``hrnet_fast.kernels``.
+The Triton kernels live in ``kernels/`` and are installed as ``hrnet_fast.kernels`` (pyproject.toml).
 """
 import glob
 import os
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -66,17 +66,5 @@ def _extensions():
 
 ext_modules, cmdclass = _extensions()
 
-setup(
-    name="hrnet_fast",
-    version="0.1.0",
-    description="A drop-in, faster HRNet for human pose estimation: fused exchange units and heatmap decoding kernels",
-    packages=find_packages(include=["hrnet_fast", "hrnet_fast.*"]) + ["hrnet_fast.kernels"],
-    package_dir={"hrnet_fast.kernels": "kernels"},
-    python_requires=">=3.10",
-    install_requires=["torch>=2.4", "numpy", "pyyaml"],
-    extras_require={"triton": ["triton>=3.0"], "test": ["pytest", "pytest-benchmark"]},
-    entry_points={"console_scripts": ["hrnet-fast=hrnet_fast.cli:main"]},
-    ext_modules=ext_modules,
-    cmdclass=cmdclass,
-    zip_safe=False,
-)
+# Metadata (name, version, dependencies, extras, console script, packages) lives in pyproject.toml.
+setup(ext_modules=ext_modules, cmdclass=cmdclass)

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import hrnet_fast
-from hrnet_fast import _backends
 from hrnet_fast.ops.fused_exchange import resolve_backend
 
 from _support import DATA, HAS_EXT, needs_ext

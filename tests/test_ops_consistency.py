@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import hrnet_fast
-from hrnet_fast import _backends
 from hrnet_fast.ops import fused_exchange
 
 D = importlib.import_module("hrnet_fast.ops.decode_heatmaps")  # the module (the package attribute is the function)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
