@@ -1,7 +1,7 @@
 """pytest-benchmark suite for heatmap decoding: official numpy (with its host copy) vs hrnet_fast.
 
     pytest benchmarks/bench_decode.py --benchmark-columns=median,iqr --benchmark-group-by=param:shape,param:batch
-    HRNET_FAST_BENCH_QUICK=1 pytest benchmarks/bench_decode.py --benchmark-disable   # smoke run, tiny sizes
+    HRNET_FAST_BENCH_QUICK=1 pytest benchmarks/bench_decode.py --benchmark-disable   # smoke run: tiny sizes, 2 rounds
 """
 import os
 
@@ -38,7 +38,7 @@ def test_decode_official(benchmark, provider, method, dtype, batch, shape):
         return out
 
     slow = provider in ("numpy_official", "torch") and batch >= 1024
-    coords, maxvals = benchmark.pedantic(run, rounds=3 if slow else 20, warmup_rounds=1)
+    coords, maxvals = benchmark.pedantic(run, rounds=2 if QUICK else (3 if slow else 20), warmup_rounds=1)
     assert tuple(coords.shape) == (batch, 17, 2) and tuple(maxvals.shape) == (batch, 17, 1)
 
 
@@ -54,5 +54,5 @@ def test_decode_dark_udp(benchmark, provider, method):
             torch.cuda.synchronize()
         return out
 
-    coords, _ = benchmark.pedantic(run, rounds=10, warmup_rounds=1)
+    coords, _ = benchmark.pedantic(run, rounds=2 if QUICK else 10, warmup_rounds=1)
     assert torch.isfinite(coords).all()

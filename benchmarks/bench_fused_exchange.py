@@ -53,4 +53,4 @@ def test_exchange_units(benchmark, model, batch, dtype, layout, mode, provider):
         run()
         sync(DEVICE)
 
-    benchmark.pedantic(timed, warmup_rounds=2, rounds=10 if batch < 64 else 20)
+    benchmark.pedantic(timed, warmup_rounds=1 if QUICK else 2, rounds=2 if QUICK else (10 if batch < 64 else 20))

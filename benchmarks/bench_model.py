@@ -39,5 +39,5 @@ def test_model_forward(benchmark, models, variant, batch):
             torch.cuda.synchronize()
         return out
 
-    out = benchmark.pedantic(run, rounds=3 if DEVICE.type == "cpu" else 20, warmup_rounds=1)
+    out = benchmark.pedantic(run, rounds=2 if QUICK else (3 if DEVICE.type == "cpu" else 20), warmup_rounds=1)
     assert out.shape == (batch, 17, IMAGE[0] // 4, IMAGE[1] // 4)

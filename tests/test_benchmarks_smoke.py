@@ -132,13 +132,13 @@ def test_device_check_limits_each_step_and_records_timeouts(tmp_path):
 case "$1" in
   setup.py) exec sleep 30 ;;
   -) exec {sys.executable} "$@" ;;
-  -m) [ "$3" = check ] && sleep 9 && exit 3; exit 0 ;;
+  -m) [ "$3" = check ] && sleep 5 && exit 3; exit 0 ;;
   *) exit 0 ;;
 esac
 """)
     fake.chmod(0o755)
     out = tmp_path / "out"
-    env = _env(PYTHON=str(fake), LIMIT_build="1", DEVICE_CHECK_BUDGET="14", PATH="/usr/bin:/bin")
+    env = _env(PYTHON=str(fake), LIMIT_build="1", DEVICE_CHECK_BUDGET="8", PATH="/usr/bin:/bin")
     res = subprocess.run(["bash", os.path.join(BENCH, "device_check.sh"), str(out)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -149,7 +149,7 @@ esac
     for later in ("bench-fp16", "exchange-table", "decode-table"):
         assert status[later] == "skipped (deadline)", later
     assert status["sanitizer"] == "skipped (not installed)"
-    assert merged["total_s"] <= 14 + 2
+    assert merged["total_s"] <= 8 + 2
     log = (out / "device_check.log").read_text()
     assert "=== build: stopped after 1s" in log and "=== summary" in log
 
