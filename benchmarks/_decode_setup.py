@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from official_decode_numpy import official_decode, official_flip_merge  # noqa: E402
 
 import hrnet_fast  # noqa: E402
+from hrnet_fast._timing import cpu_name  # noqa: E402
 
 SHAPES = [(64, 48), (96, 72)]
 BATCHES = [1, 64, 1024]
@@ -80,16 +81,7 @@ def providers(device):
 def device_name(device):
     if device == "cuda":
         return torch.cuda.get_device_name(0)
-    model = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}"
+    return f"{cpu_name()}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}"
 
 
 def environment(device):

@@ -104,7 +104,7 @@ def _validate_bench(parser: argparse.ArgumentParser, args) -> None:
         _check_writable(parser, "--json", args.json)
     args.device_obj = _resolve_device(parser, args.device)
     if args.backend != "auto":
-        from ._backends import backends
+        from . import backends
 
         st = backends()[args.backend]
         if not st["available"]:
@@ -140,7 +140,7 @@ def _versions() -> Dict[str, Any]:
 def cmd_info(args) -> int:
     import torch
 
-    from ._backends import backends
+    from . import backends
     from ._timing import cpu_name
 
     v = _versions()
