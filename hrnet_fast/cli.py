@@ -356,7 +356,12 @@ def cmd_bench(args) -> int:
     if busy:
         _progress(f"warning: {busy}; timings will swing")
     _progress(f"building {args.config} (random weights, measured BatchNorm statistics)" if not args.weights else f"loading {args.weights}")
-    reference, fast, (h, w) = _build_models(args, device, dtype)
+    from .checkpoint import CheckpointMismatchError, CheckpointReadError
+
+    try:
+        reference, fast, (h, w) = _build_models(args, device, dtype)
+    except (CheckpointReadError, CheckpointMismatchError) as exc:  # a bad --weights file: the user's error
+        args.parser.error(f"--weights {args.weights}: {exc}")
     rows: List[Dict[str, Any]] = []
     for batch in batches:
         x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch)).to(device=device, dtype=dtype)

@@ -103,6 +103,8 @@ def _usage_error(capsys, argv, expected):
         cli.main(argv)
     err = capsys.readouterr().err
     assert info.value.code == 2, err
+    # progress lines ("[hrnet-fast] loading ...") may come first; then argparse's usage and one error line
+    err = "\n".join(line for line in err.splitlines() if not line.startswith("[hrnet-fast] "))
     assert "Traceback" not in err and err.startswith("usage: hrnet-fast")
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"hrnet-fast {argv[0]}: error: ") and expected in last, last
@@ -126,6 +128,13 @@ def test_bad_arguments_exit_2_with_a_one_line_error(capsys, monkeypatch, argv, e
 
     monkeypatch.setattr(cli, "_build_models", started)
     _usage_error(capsys, argv, expected)
+
+
+def test_unreadable_weights_file_is_a_usage_error(tmp_path, capsys):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(bytes(range(256)) * 4)  # not a torch.save file
+    _usage_error(capsys, ["bench", "--device", "cpu", "--config", TINY_YAML, "--weights", str(path)],
+                 f"--weights {path}: checkpoint: '{path}' (1024 bytes) is not a readable checkpoint")
 
 
 def test_cuda_without_a_gpu_is_a_usage_error(capsys):
