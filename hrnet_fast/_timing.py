@@ -1,5 +1,6 @@
-"""The one timing harness of hrnet_fast: ``hrnet-fast bench`` (cli.py) and every script in benchmarks/
-(exchange_table.py and bench_fused_exchange.py through exchange_cases.py, decode_table.py) time with it.
+"""The one timing harness of hrnet_fast. Used by ``hrnet-fast bench`` (cli.py), benchmarks/exchange_table.py
+(and the copy baseline in benchmarks/exchange_cases.py) and benchmarks/decode_table.py. The pytest-benchmark
+suites (benchmarks/bench_*.py) are timed by pytest-benchmark itself.
 
 - CPU: ``time.perf_counter`` around each sample.
 - CUDA: a pair of CUDA events recorded on the current stream around each sample, so a sample is the
