@@ -60,6 +60,8 @@ def optimize(
     channels_last: Optional[bool] = None,
     fused: bool = True,
     backend: str = "auto",
+    cuda_graphs: Optional[bool] = None,
+    max_graphs: int = 8,
 ) -> nn.Module:
     """A new eval-mode copy of ``model`` prepared for inference; the caller's model is untouched.
 
@@ -68,13 +70,33 @@ def optimize(
     - ``dtype`` (default: the model's) casts weights, e.g. ``torch.float16`` / ``torch.bfloat16`` on a GPU;
       inputs are cast to it in forward, and the heatmaps come out in that dtype.
     - ``fused`` and ``backend`` choose how the exchange units run (see :class:`ExchangeUnit`).
+    - With ``fused=True`` (the default) an HRNet is frozen for inference (:mod:`hrnet_fast._inference`):
+      convolutions with fused epilogues (oneDNN with weights reordered once on the CPU, cuDNN on CUDA),
+      the exchange units' arguments prepared once, the input checked once at the model boundary, and on
+      CUDA the branches of each stage on parallel streams. ``fused=False`` keeps the folded model's plain
+      module forward (the official op sequence with BatchNorm folded).
+    - ``cuda_graphs`` (default None: on whenever the input is a CUDA tensor, decided per call): each
+      (input shape, dtype, device) is captured into a CUDA graph on first use and replayed afterwards
+      (:class:`hrnet_fast.cuda_graphs.GraphCache`, at most ``max_graphs`` shapes, least recently used
+      evicted); outputs are copies, so they may be kept. A call that autograd would record runs eagerly.
+      ``cuda_graphs=False`` turns it off. Needs ``fused=True``.
+
+    The returned module keeps the official state_dict names (BatchNorm entries are gone: folded) and
+    ``exchange_units()``. It is inference-only: its parameters do not require grad, and changing them
+    after the first call is not seen by the prepared kernels.
     """
+    from ._inference import freeze
+    from .cuda_graphs import GraphCache
     from .models.pose_hrnet import ExchangeUnit, PoseHighResolutionNet
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"optimize: model must be an nn.Module, got {type(model).__name__}")
     if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
         raise ValueError(f"optimize: dtype must be torch.float32, float16, bfloat16 or float64, got {dtype}")
+    if cuda_graphs not in (None, True, False):
+        raise TypeError(f"optimize: cuda_graphs must be None (auto), True or False, got {cuda_graphs!r}")
+    if cuda_graphs and not fused:
+        raise ValueError("optimize: cuda_graphs=True needs fused=True (the frozen inference path is what is captured)")
     out = copy.deepcopy(model).eval()
     fold_batchnorm(out)
     if dtype is not None:
@@ -91,4 +113,7 @@ def optimize(
             unit.configure(fused=fused, backend=backend)
     for p in out.parameters():
         p.requires_grad_(False)
+    if fused and isinstance(out, PoseHighResolutionNet):
+        out._plan = freeze(out)
+        out._graphs = None if cuda_graphs is False else GraphCache(out._plan, max_graphs=max_graphs)
     return out

@@ -103,6 +103,7 @@ class ExchangeUnit(nn.ModuleList):
         # (i, j) -> (tensors the fold was computed from, their _version, (W, b)). A plain attribute, so
         # the state_dict keeps exactly the official keys.
         self._fold_cache: Dict[Any, Any] = {}
+        self._bound: Dict[Any, Any] = {}
 
     def configure(self, fused: bool = True, backend: str = "auto") -> "ExchangeUnit":
         """Choose the fused kernels (``fused=True``, ``backend`` as in :func:`hrnet_fast.ops.fused_exchange`)
@@ -114,6 +115,7 @@ class ExchangeUnit(nn.ModuleList):
         self.fused = bool(fused) and backend != "torch"
         self.backend = backend
         self._fold_cache = {}
+        self._bound = {}  # a frozen model's prepared calls (hrnet_fast._inference), made again on next use
         return self
 
     def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:  # type: ignore[override]
@@ -287,9 +289,12 @@ class PoseHighResolutionNet(nn.Module):
     """The HRNet pose network. Input (N, 3, H, W) with H, W divisible by 32; output heatmaps
     (N, NUM_JOINTS, H/4, W/4), same dtype and device as the input."""
 
-    # Set by hrnet_fast.optimize(): inputs are cast / converted to what the weights are.
+    # Set by hrnet_fast.optimize(): inputs are cast / converted to what the weights are; the frozen
+    # inference plan (hrnet_fast._inference) and the CUDA-graph cache (hrnet_fast.cuda_graphs).
     input_dtype: Optional[torch.dtype] = None
     input_channels_last: bool = False
+    _plan: Optional[Any] = None
+    _graphs: Optional[Any] = None
 
     def __init__(self, cfg: Dict[str, Any]):
         super().__init__()
@@ -425,6 +430,8 @@ class PoseHighResolutionNet(nn.Module):
             x = x.to(self.input_dtype)
         if self.input_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self._plan is not None:
+            return self._plan(x) if self._graphs is None else self._graphs(x)
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         x = self.layer1(x)
