@@ -1,13 +1,13 @@
-// decode_heatmaps: schema, argument checks, CPU registration. See hrnet_fast/ops/decode_heatmaps.py for
-// the rules (argmax / quarter / DARK / UDP, flip merge, back-transform) and the torch reference.
+// decode_heatmaps: schema, argument checks, outputs and kernel parameters, CPU registration. See
+// hrnet_fast/ops/decode_heatmaps.py for the rules (argmax / quarter / DARK / UDP, flip merge,
+// back-transform) and the torch reference.
 #include "decode_heatmaps.h"
 
 #include <torch/library.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 
+#include "common.h"
 #include "cpu/decode_heatmaps_kernel.h"
 
 namespace hrnet_fast {
@@ -71,12 +71,45 @@ std::pair<at::Tensor, at::Tensor> alloc_decode_outputs(const at::Tensor& heatmap
   const auto opts = heatmaps.options().dtype(at::kFloat);
   auto coords = at::empty({heatmaps.size(0), heatmaps.size(1), 2}, opts);
   auto maxvals = at::empty({heatmaps.size(0), heatmaps.size(1), 1}, opts);
-  const char* poison = std::getenv("HRNET_FAST_DEBUG_POISON");
-  if (poison != nullptr && std::strcmp(poison, "1") == 0) {
+  if (poison_outputs()) {
     coords.fill_(std::numeric_limits<float>::quiet_NaN());
     maxvals.fill_(std::numeric_limits<float>::quiet_NaN());
   }
   return {coords, maxvals};
+}
+
+DecodeParams make_decode_params(const at::Tensor& heatmaps, const std::optional<at::Tensor>& flipped,
+                                const std::optional<at::Tensor>& flip_perm, const std::optional<at::Tensor>& center,
+                                const std::optional<at::Tensor>& scale, int64_t method, bool shift,
+                                const std::optional<at::Tensor>& blur_weights, at::Tensor& coords,
+                                at::Tensor& maxvals) {
+  DecodeParams p{};
+  p.heatmaps = heatmaps.data_ptr();
+  p.N = heatmaps.size(0);
+  p.K = heatmaps.size(1);
+  p.H = heatmaps.size(2);
+  p.W = heatmaps.size(3);
+  p.hs_n = heatmaps.stride(0);
+  p.hs_k = heatmaps.stride(1);
+  p.hs_h = heatmaps.stride(2);
+  if (flipped.has_value()) {
+    p.flipped = flipped->data_ptr();
+    p.perm = flip_perm->data_ptr<int64_t>();
+    p.fs_n = flipped->stride(0);
+    p.fs_k = flipped->stride(1);
+    p.fs_h = flipped->stride(2);
+  }
+  p.center = center.has_value() ? center->data_ptr<float>() : nullptr;
+  p.scale = scale.has_value() ? scale->data_ptr<float>() : nullptr;
+  p.method = method;
+  if (method >= kDark) {
+    p.weights = blur_weights->data_ptr<float>();
+    p.ksize = blur_weights->size(0);
+  }
+  p.shift = shift;
+  p.coords = coords.data_ptr<float>();
+  p.maxvals = maxvals.data_ptr<float>();
+  return p;
 }
 
 static std::tuple<at::Tensor, at::Tensor> decode_heatmaps_cpu(
@@ -87,8 +120,9 @@ static std::tuple<at::Tensor, at::Tensor> decode_heatmaps_cpu(
   TORCH_CHECK(heatmaps.device().is_cpu(), "decode_heatmaps (CPU): heatmaps must be a CPU tensor");
   auto outs = alloc_decode_outputs(heatmaps);
   if (heatmaps.size(0) * heatmaps.size(1) > 0) {
-    cpu::decode_heatmaps_kernel(heatmaps, flipped, flip_perm, center, scale, method, shift, blur_weights, outs.first,
-                                outs.second);
+    const DecodeParams p = make_decode_params(heatmaps, flipped, flip_perm, center, scale, method, shift,
+                                              blur_weights, outs.first, outs.second);
+    cpu::decode_heatmaps_kernel(p, heatmaps.scalar_type());
   }
   return {outs.first, outs.second};
 }

@@ -1,18 +1,23 @@
-// CPU decode kernels. One (n, k) heatmap per task; each task reads its heatmap once for the argmax
-// (the flip merge is computed row by row into a W-float buffer, never written out), then touches only
-// the few neighbours the method needs. DARK/UDP blur the (merged) heatmap in a per-thread buffer,
-// because mmpose rescales the blurred map by its global maximum.
+// CPU decode kernels (rules: hrnet_fast/ops/decode_heatmaps.py; CUDA twin: csrc/cuda/decode_heatmaps_kernel.cu;
+// the refinement steps and the back-transform both run are in csrc/decode_heatmaps_common.h).
+// One (n, k) heatmap at a time. Its argmax runs over the fp32 input in place when it is contiguous and
+// unflipped, else over a per-thread H*W buffer filled row by row (fp16/bf16 conversion, flip merge);
+// the quarter step then reads only the four neighbours it needs. DARK/UDP blur the (merged) heatmap into
+// per-thread buffers, because mmpose rescales the blurred map by its global maximum.
 #include "cpu/decode_heatmaps_kernel.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <vector>
-
+#include <cstdint>
 #include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -21,26 +26,9 @@
 #include <immintrin.h>
 #endif
 
-#include "decode_heatmaps.h"
-
 namespace hrnet_fast {
 namespace cpu {
 namespace {
-
-struct Params {
-  int64_t N, K, H, W;
-  int64_t hs_n, hs_k, hs_h;  // element strides (64-bit: offsets may pass 2^31)
-  int64_t fs_n, fs_k, fs_h;
-  const int64_t* perm;  // null: no flip
-  bool shift;
-  const float* center;  // null: heatmap coordinates
-  const float* scale;
-  int64_t method;
-  const float* weights;
-  int64_t ksize;
-  float* coords;
-  float* maxvals;
-};
 
 // Max of n contiguous floats; `nan` is set when one of them is NaN (NaNs are skipped by the max).
 // SSE2 (every x86-64) with four 4-lane accumulators; a scalar loop elsewhere.
@@ -138,10 +126,9 @@ template <typename T>
 struct Heatmap {
   const T* h;
   const T* f;  // flipped heatmap of channel perm[k], or null
-  const Params* p;
+  const DecodeParams* p;
 
-  // Row y as floats: a pointer into the input when no conversion is needed, else `buf`.
-  // Row y as floats: a pointer into the input when no conversion is needed, else `buf` (W floats);
+  // Row y as floats: a pointer into the input when it is fp32 and unflipped, else `buf` (W floats);
   // `fbuf` (W floats) holds the converted flipped row for fp16/bf16.
   const float* row(int64_t y, float* buf, float* fbuf) const {
     const int64_t W = p->W;
@@ -170,7 +157,8 @@ struct Heatmap {
     return buf;
   }
 
-  float at(int64_t y, int64_t x) const {
+  // Value at (y, x) as float, merged with the flipped map where there is one.
+  float operator()(int64_t y, int64_t x) const {
     const float hv = static_cast<float>(h[y * p->hs_h + x]);
     if (f == nullptr) return hv;
     const int64_t W = p->W;
@@ -178,8 +166,6 @@ struct Heatmap {
     return (hv + static_cast<float>(f[y * p->fs_h + xf])) * 0.5f;
   }
 };
-
-inline float sign_f(float v) { return v > 0.f ? 1.f : (v < 0.f ? -1.f : 0.f); }
 
 // mmpose's gaussian_blur on one heatmap (zero padding = OpenCV on the padded copy), rows then columns,
 // into `out`; returns the blurred maximum.
@@ -218,10 +204,10 @@ struct Scratch {
 };
 
 template <typename T>
-void decode_one(const Params& p, const T* hbase, const T* fbase, int64_t i, Scratch& s) {
+void decode_one(const DecodeParams& p, int64_t i, Scratch& s) {
   const int64_t n = i / p.K, k = i % p.K, H = p.H, W = p.W;
-  Heatmap<T> hm{hbase + n * p.hs_n + k * p.hs_k, nullptr, &p};
-  if (p.perm != nullptr) hm.f = fbase + n * p.fs_n + p.perm[k] * p.fs_k;
+  Heatmap<T> hm{static_cast<const T*>(p.heatmaps) + n * p.hs_n + k * p.hs_k, nullptr, &p};
+  if (p.flipped != nullptr) hm.f = static_cast<const T*>(p.flipped) + n * p.fs_n + p.perm[k] * p.fs_k;
 
   // Argmax over a contiguous fp32 view of the (merged) heatmap: the input itself when it already is
   // one, else a per-thread buffer filled row by row (fp16/bf16 conversion, flip merge).
@@ -251,125 +237,50 @@ void decode_one(const Params& p, const T* hbase, const T* fbase, int64_t i, Scra
   double px = static_cast<double>(ix), py = static_cast<double>(iy);
 
   if (p.method == kQuarter) {
-    if (ix > 1 && ix < W - 1 && iy > 1 && iy < H - 1) {
-      px += 0.25 * sign_f(hm.at(iy, ix + 1) - hm.at(iy, ix - 1));
-      py += 0.25 * sign_f(hm.at(iy + 1, ix) - hm.at(iy - 1, ix));
-    }
+    decode::quarter_step(hm, iy, ix, H, W, px, py);
   } else if (p.method >= kDark && pos) {
     const bool dark = p.method == kDark;
-    if (!dark || (ix > 1 && ix < W - 2 && iy > 1 && iy < H - 2)) {
+    if (decode::taylor_applies(dark, iy, ix, H, W)) {
       const float bmax = blur(img, s.pad.data(), s.tmp.data(), s.blurred.data(), H, W, p.weights, p.ksize);
       const float ratio = best / bmax;
       if (std::isfinite(ratio) && ratio > 0.f) {
         const float* B = s.blurred.data();
-        // Log-heatmap at (y, x): clamp(B * ratio) then log, as mmpose does in fp32; UDP pads by edge.
+        // Log-heatmap at (y, x): clamp(B * ratio) then log, as mmpose does in fp32.
         auto L = [&](int64_t y, int64_t x) -> float {
-          if (!dark) {
-            y = std::min(std::max<int64_t>(y, 0), H - 1);
-            x = std::min(std::max<int64_t>(x, 0), W - 1);
-          }
           const float v = B[y * W + x] * ratio;
           return dark ? std::log(std::max(v, 1e-10f)) : std::log(std::min(std::max(v, 1e-3f), 50.f));
         };
         if (dark) {
-          const float c = L(iy, ix);
-          const float dx = 0.5f * (L(iy, ix + 1) - L(iy, ix - 1));
-          const float dy = 0.5f * (L(iy + 1, ix) - L(iy - 1, ix));
-          const float dxx = 0.25f * (L(iy, ix + 2) - 2 * c + L(iy, ix - 2));
-          const float dxy = 0.25f * (L(iy + 1, ix + 1) - L(iy - 1, ix + 1) - L(iy + 1, ix - 1) + L(iy - 1, ix - 1));
-          const float dyy = 0.25f * (L(iy + 2, ix) - 2 * c + L(iy - 2, ix));
-          const float det32 = dxx * dyy - dxy * dxy;  // mmpose's fp32 det == 0 test
-          if (det32 != 0.f) {
-            const double a = dxx, b = dxy, d = dyy, gx = dx, gy = dy;
-            const double det = a * d - b * b;
-            if (det != 0.0) {
-              px -= (d * gx - b * gy) / det;
-              py -= (-b * gx + a * gy) / det;
-            }
-          }
+          decode::dark_step(L, iy, ix, px, py);
         } else {
-          const float i_ = L(iy, ix), ix1 = L(iy, ix + 1), ix1_ = L(iy, ix - 1);
-          const float iy1 = L(iy + 1, ix), iy1_ = L(iy - 1, ix);
-          const float ix1y1 = L(iy + 1, ix + 1), ix1_y1_ = L(iy - 1, ix - 1);
-          const float dx = 0.5f * (ix1 - ix1_), dy = 0.5f * (iy1 - iy1_);
-          const float dxx = ix1 - 2 * i_ + ix1_, dyy = iy1 - 2 * i_ + iy1_;
-          const float dxy = 0.5f * (ix1y1 - ix1 - iy1 + i_ + i_ - ix1_ - iy1_ + ix1_y1_);
-          constexpr double kEps = 1.1920928955078125e-07;  // np.finfo(np.float32).eps, added in fp64
-          const double a = double(dxx) + kEps, b = dxy, d = double(dyy) + kEps;
-          const double det = a * d - b * b;
-          if (det != 0.0) {
-            px -= (d * dx - b * dy) / det;
-            py -= (-b * dx + a * dy) / det;
-          }
+          decode::udp_step(L, iy, ix, H, W, px, py);
         }
       }
     }
   }
-
-  if (p.center != nullptr) {
-    const double cx = p.center[2 * n], cy = p.center[2 * n + 1];
-    const double s0 = p.scale[2 * n], s1 = p.scale[2 * n + 1];
-    if (p.method == kUdp) {
-      px = px / double(std::max<int64_t>(W - 1, 1)) * 200.0 * s0 + cx - 100.0 * s0;
-      py = py / double(std::max<int64_t>(H - 1, 1)) * 200.0 * s1 + cy - 100.0 * s1;
-    } else {
-      const double fct = 200.0 * s0 / double(W);
-      px = cx + (px - W * 0.5) * fct;
-      py = cy + (py - H * 0.5) * fct;
-    }
-  }
-  p.coords[2 * i] = static_cast<float>(px);
-  p.coords[2 * i + 1] = static_cast<float>(py);
-  p.maxvals[i] = best;
+  decode::write_point(p, i, n, px, py, best);
 }
 
 }  // namespace
 
-void decode_heatmaps_kernel(const at::Tensor& heatmaps, const std::optional<at::Tensor>& flipped,
-                            const std::optional<at::Tensor>& flip_perm, const std::optional<at::Tensor>& center,
-                            const std::optional<at::Tensor>& scale, int64_t method, bool shift,
-                            const std::optional<at::Tensor>& blur_weights, at::Tensor& coords, at::Tensor& maxvals) {
-  Params p{};
-  p.N = heatmaps.size(0);
-  p.K = heatmaps.size(1);
-  p.H = heatmaps.size(2);
-  p.W = heatmaps.size(3);
-  p.hs_n = heatmaps.stride(0);
-  p.hs_k = heatmaps.stride(1);
-  p.hs_h = heatmaps.stride(2);
-  p.perm = nullptr;
-  if (flipped.has_value()) {
-    p.fs_n = flipped->stride(0);
-    p.fs_k = flipped->stride(1);
-    p.fs_h = flipped->stride(2);
-    p.perm = flip_perm->data_ptr<int64_t>();
-  }
-  p.shift = shift;
-  p.center = center.has_value() ? center->data_ptr<float>() : nullptr;
-  p.scale = scale.has_value() ? scale->data_ptr<float>() : nullptr;
-  p.method = method;
-  p.weights = method >= kDark ? blur_weights->data_ptr<float>() : nullptr;
-  p.ksize = method >= kDark ? blur_weights->size(0) : 0;
-  p.coords = coords.data_ptr<float>();
-  p.maxvals = maxvals.data_ptr<float>();
+void decode_heatmaps_kernel(const DecodeParams& p, at::ScalarType dtype) {
   const int64_t total = p.N * p.K, hw = p.H * p.W;
-  // About 32K pixels per task for the argmax methods; DARK/UDP do ~30 flops a pixel more.
-  // Tasks of ~128K pixels for the argmax methods (tens of microseconds: a small batch stays on one
-  // thread instead of paying a fork/join); DARK/UDP do ~30 flops a pixel more.
-  const int64_t grain = std::max<int64_t>(1, (method >= kDark ? 4096 : 131072) / std::max<int64_t>(hw, 1));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, heatmaps.scalar_type(), "decode_heatmaps_cpu", [&] {
-    const scalar_t* h = heatmaps.data_ptr<scalar_t>();
-    const scalar_t* f = flipped.has_value() ? flipped->data_ptr<scalar_t>() : nullptr;
+  // at::parallel_for runs on the calling thread when N*K <= grain, else on min(threads, ceil(N*K / grain))
+  // threads, one contiguous range of heatmaps each. grain is about 128K pixels of heatmap for argmax/quarter
+  // (tens of microseconds: 42 heatmaps of 64x48, so a small batch stays on one thread instead of paying
+  // a fork/join) and about 4K for DARK/UDP, whose blur adds 2 * ksize multiply-adds a pixel (1 heatmap).
+  const int64_t grain = std::max<int64_t>(1, (p.method >= kDark ? 4096 : 131072) / std::max<int64_t>(hw, 1));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "decode_heatmaps_cpu", [&] {
     at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
       Scratch s;
       s.img.resize(hw);
       s.frow.resize(p.W);
-      if (method >= kDark) {
+      if (p.method >= kDark) {
         s.pad.resize(p.W + p.ksize);
         s.tmp.resize(hw);
         s.blurred.resize(hw);
       }
-      for (int64_t i = begin; i < end; ++i) decode_one<scalar_t>(p, h, f, i, s);
+      for (int64_t i = begin; i < end; ++i) decode_one<scalar_t>(p, i, s);
     });
   });
 }

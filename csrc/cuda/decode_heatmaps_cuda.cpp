@@ -25,45 +25,24 @@ std::tuple<at::Tensor, at::Tensor> decode_heatmaps_cuda(const at::Tensor& heatma
   auto outs = alloc_decode_outputs(heatmaps);
   if (heatmaps.size(0) * heatmaps.size(1) == 0) return {outs.first, outs.second};
 
-  cuda::DecodeArgs a{};
-  a.heatmaps = heatmaps.data_ptr();
-  a.flipped = flipped.has_value() ? flipped->data_ptr() : nullptr;
-  a.perm = flipped.has_value() ? flip_perm->data_ptr<int64_t>() : nullptr;
-  a.center = center.has_value() ? center->data_ptr<float>() : nullptr;
-  a.scale = scale.has_value() ? scale->data_ptr<float>() : nullptr;
-  a.weights = method >= kDark ? blur_weights->data_ptr<float>() : nullptr;
-  a.coords = outs.first.data_ptr<float>();
-  a.maxvals = outs.second.data_ptr<float>();
-  a.N = heatmaps.size(0);
-  a.K = heatmaps.size(1);
-  a.H = heatmaps.size(2);
-  a.W = heatmaps.size(3);
-  a.hs_n = heatmaps.stride(0);
-  a.hs_k = heatmaps.stride(1);
-  a.hs_h = heatmaps.stride(2);
-  if (flipped.has_value()) {
-    a.fs_n = flipped->stride(0);
-    a.fs_k = flipped->stride(1);
-    a.fs_h = flipped->stride(2);
-  }
-  a.method = method;
-  a.ksize = method >= kDark ? blur_weights->size(0) : 0;
-  a.shift = shift;
+  const DecodeParams p = make_decode_params(heatmaps, flipped, flip_perm, center, scale, method, shift, blur_weights,
+                                            outs.first, outs.second);
+  cuda::DType dtype = cuda::DType::kFloat32;
   switch (heatmaps.scalar_type()) {
     case at::kFloat:
-      a.dtype = cuda::DType::kFloat32;
+      dtype = cuda::DType::kFloat32;
       break;
     case at::kHalf:
-      a.dtype = cuda::DType::kFloat16;
+      dtype = cuda::DType::kFloat16;
       break;
     case at::kBFloat16:
-      a.dtype = cuda::DType::kBFloat16;
+      dtype = cuda::DType::kBFloat16;
       break;
     default:
       TORCH_CHECK(false, "decode_heatmaps (CUDA): unsupported dtype ", heatmaps.scalar_type());
   }
   const char* what = "";
-  const cudaError_t err = cuda::launch_decode_heatmaps(a, at::cuda::getCurrentCUDAStream().stream(), &what);
+  const cudaError_t err = cuda::launch_decode_heatmaps(p, dtype, at::cuda::getCurrentCUDAStream().stream(), &what);
   TORCH_CHECK(err == cudaSuccess, "decode_heatmaps (CUDA): ", what, ": ", cudaGetErrorString(err));
   return {outs.first, outs.second};
 }

@@ -1,4 +1,5 @@
-// CUDA decode kernels (rules: hrnet_fast/ops/decode_heatmaps.py; CPU twin: csrc/cpu/decode_heatmaps_kernel.cpp).
+// CUDA decode kernels (rules: hrnet_fast/ops/decode_heatmaps.py; CPU twin: csrc/cpu/decode_heatmaps_kernel.cpp;
+// the refinement steps and the back-transform both run are in csrc/decode_heatmaps_common.h).
 //
 // argmax/quarter: one warp per (n, k) heatmap, eight heatmaps per block; each lane keeps a running
 // first-index maximum over its strided elements, then a shuffle reduction; lane 0 applies the quarter
@@ -111,28 +112,8 @@ __device__ void scan(const T* h, const T* f, const View& v, int lane, int nlanes
   }
 }
 
-__device__ __forceinline__ float sign_f(float d) { return d > 0.f ? 1.f : (d < 0.f ? -1.f : 0.f); }
-
-__device__ void write_point(const DecodeArgs& a, int64_t i, int64_t n, double px, double py, float best) {
-  if (a.center != nullptr) {
-    const double cx = a.center[2 * n], cy = a.center[2 * n + 1];
-    const double s0 = a.scale[2 * n], s1 = a.scale[2 * n + 1];
-    if (a.method == 3) {
-      px = px / double(a.W > 1 ? a.W - 1 : 1) * 200.0 * s0 + cx - 100.0 * s0;
-      py = py / double(a.H > 1 ? a.H - 1 : 1) * 200.0 * s1 + cy - 100.0 * s1;
-    } else {
-      const double fct = 200.0 * s0 / double(a.W);
-      px = cx + (px - a.W * 0.5) * fct;
-      py = cy + (py - a.H * 0.5) * fct;
-    }
-  }
-  a.coords[2 * i] = static_cast<float>(px);
-  a.coords[2 * i + 1] = static_cast<float>(py);
-  a.maxvals[i] = best;
-}
-
 template <typename T>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32) argmax_quarter_kernel(DecodeArgs a) {
+__global__ void __launch_bounds__(kWarpsPerBlock * 32) argmax_quarter_kernel(DecodeParams a) {
   const int lane = threadIdx.x & 31;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
   if (i >= a.N * a.K) return;  // whole warps exit together: the shuffles below stay full-warp
@@ -151,15 +132,14 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) argmax_quarter_kernel(Dec
   const bool pos = best > 0.f;    // false for NaN, as in the official code
   const int64_t ix = pos ? idx % a.W : 0, iy = pos ? idx / a.W : 0;
   double px = double(ix), py = double(iy);
-  if (a.method == 1 && ix > 1 && ix < a.W - 1 && iy > 1 && iy < a.H - 1) {
-    px += 0.25 * sign_f(merged_at(h, f, v, iy, ix + 1) - merged_at(h, f, v, iy, ix - 1));
-    py += 0.25 * sign_f(merged_at(h, f, v, iy + 1, ix) - merged_at(h, f, v, iy - 1, ix));
+  if (a.method == kQuarter) {
+    decode::quarter_step([&](int64_t y, int64_t x) { return merged_at(h, f, v, y, x); }, iy, ix, a.H, a.W, px, py);
   }
-  write_point(a, i, n, px, py, best);
+  decode::write_point(a, i, n, px, py, best);
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kDarkThreads) dark_udp_kernel(DecodeArgs a) {
+__global__ void __launch_bounds__(kDarkThreads) dark_udp_kernel(DecodeParams a) {
   extern __shared__ float rowblur[];  // H*W floats
   __shared__ float s_val[kDarkThreads / 32];
   __shared__ int64_t s_idx[kDarkThreads / 32];
@@ -195,10 +175,10 @@ __global__ void __launch_bounds__(kDarkThreads) dark_udp_kernel(DecodeArgs a) {
   idx = s_idx[0] < HW ? s_idx[0] : 0;
   const bool pos = best > 0.f;
   const int64_t ix = pos ? idx % W : 0, iy = pos ? idx / W : 0;
-  const bool dark = a.method == 2;
-  const bool refine = pos && (!dark || (ix > 1 && ix < W - 2 && iy > 1 && iy < H - 2));
+  const bool dark = a.method == kDark;
+  const bool refine = pos && decode::taylor_applies(dark, iy, ix, H, W);
   if (!refine) {  // uniform across the block
-    if (tid == 0) write_point(a, i, n, double(ix), double(iy), best);
+    if (tid == 0) decode::write_point(a, i, n, double(ix), double(iy), best);
     return;
   }
 
@@ -232,55 +212,30 @@ __global__ void __launch_bounds__(kDarkThreads) dark_udp_kernel(DecodeArgs a) {
   if (tid != 0) return;
   for (int w = 1; w < kDarkThreads / 32; ++w) bmax = fmaxf(bmax, s_val[w]);
 
-  // 4. Taylor step (thread 0), as mmpose in fp32 with the 2x2 solve in fp64.
+  // 4. Taylor step (thread 0): csrc/decode_heatmaps_common.h, as the CPU kernel (see the GPU check
+  // outstanding there: these shared steps have not yet run on a GPU).
   double px = double(ix), py = double(iy);
   // IEEE division and fp64 log: setup.py compiles with --use_fast_math, which would otherwise turn
   // these into approximations (the log-heatmap's differences are what DARK/UDP step on).
   const float ratio = __fdiv_rn(best, bmax);
   if (isfinite(ratio) && ratio > 0.f) {
     auto L = [&](int64_t y, int64_t x) -> float {
-      if (!dark) {  // edge padding
-        y = y < 0 ? 0 : (y > H - 1 ? H - 1 : y);
-        x = x < 0 ? 0 : (x > W - 1 ? W - 1 : x);
-      }
-      const float b = blurred(y, x) * ratio;
-      return static_cast<float>(dark ? log(double(fmaxf(b, 1e-10f))) : log(double(fminf(fmaxf(b, 1e-3f), 50.f))));
+      const float b = blurred(y, x) * ratio;  // then mmpose's clamp, DARK [1e-10, inf), UDP [1e-3, 50]
+      return static_cast<float>(log(double(dark ? fmaxf(b, 1e-10f) : fminf(fmaxf(b, 1e-3f), 50.f))));
     };
     if (dark) {
-      const float c = L(iy, ix);
-      const float dx = 0.5f * (L(iy, ix + 1) - L(iy, ix - 1));
-      const float dy = 0.5f * (L(iy + 1, ix) - L(iy - 1, ix));
-      const float dxx = 0.25f * (L(iy, ix + 2) - 2.f * c + L(iy, ix - 2));
-      const float dxy = 0.25f * (L(iy + 1, ix + 1) - L(iy - 1, ix + 1) - L(iy + 1, ix - 1) + L(iy - 1, ix - 1));
-      const float dyy = 0.25f * (L(iy + 2, ix) - 2.f * c + L(iy - 2, ix));
-      const float det32 = __fsub_rn(__fmul_rn(dxx, dyy), __fmul_rn(dxy, dxy));  // mmpose's fp32 test, no FMA
-      const double A = dxx, B = dxy, Dd = dyy, det = A * Dd - B * B;
-      if (det32 != 0.f && det != 0.0) {
-        px -= (Dd * dx - B * dy) / det;
-        py -= (-B * dx + A * dy) / det;
-      }
+      decode::dark_step(L, iy, ix, px, py);
     } else {
-      const float i_ = L(iy, ix), ix1 = L(iy, ix + 1), ix1_ = L(iy, ix - 1);
-      const float iy1 = L(iy + 1, ix), iy1_ = L(iy - 1, ix);
-      const float ix1y1 = L(iy + 1, ix + 1), ix1_y1_ = L(iy - 1, ix - 1);
-      const float dx = 0.5f * (ix1 - ix1_), dy = 0.5f * (iy1 - iy1_);
-      const float dxx = ix1 - 2.f * i_ + ix1_, dyy = iy1 - 2.f * i_ + iy1_;
-      const float dxy = 0.5f * (ix1y1 - ix1 - iy1 + i_ + i_ - ix1_ - iy1_ + ix1_y1_);
-      const double eps = 1.1920928955078125e-07;  // np.finfo(np.float32).eps, added in fp64 by mmpose
-      const double A = double(dxx) + eps, B = dxy, Dd = double(dyy) + eps, det = A * Dd - B * B;
-      if (det != 0.0) {
-        px -= (Dd * dx - B * dy) / det;
-        py -= (-B * dx + A * dy) / det;
-      }
+      decode::udp_step(L, iy, ix, H, W, px, py);
     }
   }
-  write_point(a, i, n, px, py, best);
+  decode::write_point(a, i, n, px, py, best);
 }
 
 template <typename T>
-cudaError_t launch_typed(const DecodeArgs& a, cudaStream_t stream, const char** what) {
+cudaError_t launch_typed(const DecodeParams& a, cudaStream_t stream, const char** what) {
   const int64_t total = a.N * a.K;
-  if (a.method >= 2) {
+  if (a.method >= kDark) {
     if (total > 0x7fffffffLL) {
       *what = "N*K exceeds the CUDA grid limit (2^31 - 1 heatmaps) for dark/udp";
       return cudaErrorInvalidConfiguration;
@@ -320,18 +275,20 @@ cudaError_t launch_typed(const DecodeArgs& a, cudaStream_t stream, const char** 
 
 }  // namespace
 
-cudaError_t launch_decode_heatmaps(const DecodeArgs& args, cudaStream_t stream, const char** what) {
+cudaError_t launch_decode_heatmaps(const DecodeParams& p, DType dtype, cudaStream_t stream, const char** what) {
   *what = "no error";
-  if (args.N * args.K == 0) return cudaSuccess;
-  switch (args.dtype) {
+  if (p.N * p.K == 0) return cudaSuccess;
+  switch (dtype) {
     case DType::kFloat32:
-      return launch_typed<float>(args, stream, what);
+      return launch_typed<float>(p, stream, what);
     case DType::kFloat16:
-      return launch_typed<__half>(args, stream, what);
+      return launch_typed<__half>(p, stream, what);
     case DType::kBFloat16:
-      return launch_typed<__nv_bfloat16>(args, stream, what);
+      return launch_typed<__nv_bfloat16>(p, stream, what);
+    case DType::kFloat64:
+      break;
   }
-  *what = "unknown dtype code";
+  *what = "the decode kernels run float32, float16 and bfloat16 heatmaps only";
   return cudaErrorInvalidValue;
 }
 
