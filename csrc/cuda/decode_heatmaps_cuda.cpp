@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "cuda/decode_heatmaps_kernel.h"
+#include "cuda/torch_dtype.h"
 #include "decode_heatmaps.h"
 
 namespace hrnet_fast {
@@ -27,20 +28,8 @@ std::tuple<at::Tensor, at::Tensor> decode_heatmaps_cuda(const at::Tensor& heatma
 
   const DecodeParams p = make_decode_params(heatmaps, flipped, flip_perm, center, scale, method, shift, blur_weights,
                                             outs.first, outs.second);
-  cuda::DType dtype = cuda::DType::kFloat32;
-  switch (heatmaps.scalar_type()) {
-    case at::kFloat:
-      dtype = cuda::DType::kFloat32;
-      break;
-    case at::kHalf:
-      dtype = cuda::DType::kFloat16;
-      break;
-    case at::kBFloat16:
-      dtype = cuda::DType::kBFloat16;
-      break;
-    default:
-      TORCH_CHECK(false, "decode_heatmaps (CUDA): unsupported dtype ", heatmaps.scalar_type());
-  }
+  // float64 maps to kFloat64, which the decode launcher refuses (the Python side never sends it)
+  const cuda::DType dtype = cuda::to_cuda_dtype(heatmaps.scalar_type(), "decode_heatmaps");
   const char* what = "";
   const cudaError_t err = cuda::launch_decode_heatmaps(p, dtype, at::cuda::getCurrentCUDAStream().stream(), &what);
   TORCH_CHECK(err == cudaSuccess, "decode_heatmaps (CUDA): ", what, ": ", cudaGetErrorString(err));

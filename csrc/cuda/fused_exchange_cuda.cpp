@@ -11,27 +11,11 @@
 #include <limits>
 
 #include "cuda/fused_exchange_kernel.h"
+#include "cuda/torch_dtype.h"
 #include "fused_exchange.h"
 
 namespace hrnet_fast {
 namespace {
-
-using cuda_kernels::ExchangeDType;
-
-ExchangeDType to_exchange_dtype(at::ScalarType t, const char* op) {
-  switch (t) {
-    case at::kFloat:
-      return ExchangeDType::kFloat32;
-    case at::kHalf:
-      return ExchangeDType::kFloat16;
-    case at::kBFloat16:
-      return ExchangeDType::kBFloat16;
-    case at::kDouble:
-      return ExchangeDType::kFloat64;
-    default:
-      TORCH_CHECK(false, op, " (cuda backend): dtype must be float16, bfloat16, float32 or float64, got ", t);
-  }
-}
 
 void check_launch(cudaError_t err, const char* what) {
   TORCH_CHECK(err == cudaSuccess, "fused_exchange (cuda backend): launching ", what, " failed: ", cudaGetErrorString(err));
@@ -42,7 +26,7 @@ at::Tensor fused_exchange_cuda(const at::Tensor& base, at::TensorList lows, at::
   const auto weights = exchange_optional_list(weight_list), biases = exchange_optional_list(bias_list);
   const std::vector<int64_t> log2s = check_fused_exchange_args(base, lows, weights, biases);
   TORCH_CHECK(base.is_cuda(), "fused_exchange (cuda backend): base must be a CUDA tensor, got ", base.device());
-  const ExchangeDType dtype = to_exchange_dtype(base.scalar_type(), "fused_exchange");
+  const cuda::DType dtype = cuda::to_cuda_dtype(base.scalar_type(), "fused_exchange");
   const c10::cuda::CUDAGuard guard(base.device());
   const at::MemoryFormat fmt = exchange_memory_format(base);
   const bool cl = fmt == at::MemoryFormat::ChannelsLast;
@@ -92,7 +76,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> fused_exchange_backward_cuda(con
   TORCH_CHECK(out.is_cuda() && grad_out.device() == out.device(),
               "fused_exchange_backward (cuda backend): grad_out and out must be on one CUDA device, got ",
               grad_out.device(), " and ", out.device());
-  const ExchangeDType dtype = to_exchange_dtype(out.scalar_type(), "fused_exchange_backward");
+  const cuda::DType dtype = cuda::to_cuda_dtype(out.scalar_type(), "fused_exchange_backward");
   const c10::cuda::CUDAGuard guard(out.device());
   ExchangeBackwardBuffers buf = exchange_backward_buffers(grad_out, out, lows);
   const at::Tensor& o = buf.out;

@@ -221,18 +221,18 @@ cudaError_t block_sum_typed(const void* gb, void* pooled, int64_t n, int64_t c, 
 
 #define HRNET_FAST_EXCHANGE_DISPATCH(dtype, fn, ...)        \
   switch (dtype) {                                          \
-    case ExchangeDType::kFloat32:                           \
+    case cuda::DType::kFloat32:                           \
       return fn<float>(__VA_ARGS__);                        \
-    case ExchangeDType::kFloat16:                           \
+    case cuda::DType::kFloat16:                           \
       return fn<__half>(__VA_ARGS__);                       \
-    case ExchangeDType::kBFloat16:                          \
+    case cuda::DType::kBFloat16:                          \
       return fn<__nv_bfloat16>(__VA_ARGS__);                \
-    case ExchangeDType::kFloat64:                           \
+    case cuda::DType::kFloat64:                           \
       return fn<double>(__VA_ARGS__);                       \
   }                                                         \
   return cudaErrorInvalidValue;
 
-cudaError_t launch_exchange_forward(ExchangeDType dtype, bool base_is_acc, bool out_is_acc, const void* base, void* out,
+cudaError_t launch_exchange_forward(cuda::DType dtype, bool base_is_acc, bool out_is_acc, const void* base, void* out,
                                     const ExchangeLows& lows, int64_t n, int64_t c, int64_t h, int64_t w,
                                     bool channels_last, bool relu, cudaStream_t stream) {
   if (n * c * h * w == 0) return cudaSuccess;
@@ -241,13 +241,13 @@ cudaError_t launch_exchange_forward(ExchangeDType dtype, bool base_is_acc, bool 
                                channels_last, relu, stream)
 }
 
-cudaError_t launch_exchange_relu_mask(ExchangeDType dtype, const void* grad, const void* out, void* grad_base,
+cudaError_t launch_exchange_relu_mask(cuda::DType dtype, const void* grad, const void* out, void* grad_base,
                                       int64_t numel, bool relu, cudaStream_t stream) {
   if (numel == 0) return cudaSuccess;
   HRNET_FAST_EXCHANGE_DISPATCH(dtype, relu_mask_typed, grad, out, grad_base, numel, relu, stream)
 }
 
-cudaError_t launch_exchange_block_sum(ExchangeDType dtype, const void* grad_base, void* pooled, int64_t n, int64_t c,
+cudaError_t launch_exchange_block_sum(cuda::DType dtype, const void* grad_base, void* pooled, int64_t n, int64_t c,
                                       int64_t h, int64_t w, int log2s, bool channels_last, cudaStream_t stream) {
   if (n * c * (h >> log2s) * (w >> log2s) == 0) return cudaSuccess;
   HRNET_FAST_EXCHANGE_DISPATCH(dtype, block_sum_typed, grad_base, pooled, n, c, h, w, log2s, channels_last, stream)

@@ -9,10 +9,10 @@
 
 #include <cstdint>
 
+#include "cuda/dtype.h"
+
 namespace hrnet_fast {
 namespace cuda_kernels {
-
-enum class ExchangeDType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
 
 // Low-resolution contributions handled by one forward launch (HRNet needs at most 3).
 constexpr int kMaxLowsPerLaunch = 4;
@@ -31,17 +31,17 @@ struct ExchangeLows {
 // tensor type T; base_is_acc / out_is_acc say that base / out hold T's accumulation type instead (float32
 // for the 16-bit types, else T): more lows than one launch takes chain through an accumulation-type
 // buffer, so partial sums are not rounded to 16 bits between launches.
-cudaError_t launch_exchange_forward(ExchangeDType dtype, bool base_is_acc, bool out_is_acc, const void* base, void* out,
+cudaError_t launch_exchange_forward(cuda::DType dtype, bool base_is_acc, bool out_is_acc, const void* base, void* out,
                                     const ExchangeLows& lows, int64_t n, int64_t c, int64_t h, int64_t w,
                                     bool channels_last, bool relu, cudaStream_t stream);
 
 // grad_base = relu ? (out <= 0 ? 0 : grad) : grad (a NaN output passes the gradient, as torch's ReLU
 // backward does), over numel elements of one layout.
-cudaError_t launch_exchange_relu_mask(ExchangeDType dtype, const void* grad, const void* out, void* grad_base,
+cudaError_t launch_exchange_relu_mask(cuda::DType dtype, const void* grad, const void* out, void* grad_base,
                                       int64_t numel, bool relu, cudaStream_t stream);
 
 // pooled (N, C, H >> log2s, W >> log2s) = the 2^log2s x 2^log2s block sums of grad_base (N, C, H, W).
-cudaError_t launch_exchange_block_sum(ExchangeDType dtype, const void* grad_base, void* pooled, int64_t n, int64_t c,
+cudaError_t launch_exchange_block_sum(cuda::DType dtype, const void* grad_base, void* pooled, int64_t n, int64_t c,
                                       int64_t h, int64_t w, int log2s, bool channels_last, cudaStream_t stream);
 
 }  // namespace cuda_kernels
