@@ -28,7 +28,7 @@ before they multiply a row stride.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 import triton
@@ -438,6 +438,25 @@ def scratch_elems(height: int, width: int, ksize: int, flip: bool) -> int:
     return (height * width if flip else 0) + (hp + 2 * r) * wp
 
 
+@functools.lru_cache(maxsize=1024)
+def launch_config(method: int, height: int, width: int, ksize: int, flip: bool, shift: bool, has_box: bool,
+                  flat: bool) -> Tuple[str, Dict[str, object], int]:
+    """``(kernel name, constexpr arguments, num_warps)`` of the launch for these inputs: everything that
+    selects a compiled specialisation besides the argument dtypes and Triton's own divisibility
+    specialisation of pointers and strides. ``ksize`` is the blur width (dark/udp; ignored otherwise),
+    ``flat`` whether the rows are contiguous without flip. The sm_90 compile test compiles the result
+    for every input class ``auto`` can launch. (Do not mutate the returned dict: it is cached.)"""
+    common = dict(H=height, W=width, FLIP=flip, SHIFT=shift, HAS_BOX=has_box, FLAT=flat)
+    if method < _METHOD_DARK:
+        cfg = flat_config(height, width)
+        return "_argmax_quarter_kernel", dict(common, BLOCK=cfg.BLOCK, QUARTER=method == _METHOD_QUARTER), cfg.num_warps
+    cfg = dark_config(height, width, ksize)
+    udp = method == _METHOD_UDP
+    consts = dict(common, HD=max(height, 2) if udp else height, WD=max(width, 2) if udp else width, KS=ksize,
+                  BLOCK=cfg.BLOCK, TR=cfg.TR, BW=cfg.BW, TC=cfg.TC, UDP=udp)
+    return "_dark_udp_kernel", consts, cfg.num_warps
+
+
 def decode_heatmaps(heatmaps, flipped, flip_perm, center, scale, method, shift, blur_weights):
     """Launcher, called by the ``hrnet_fast::decode_heatmaps_triton`` custom op with validated inputs.
 
@@ -472,18 +491,13 @@ def decode_heatmaps(heatmaps, flipped, flip_perm, center, scale, method, shift, 
     perm = flip_perm if flip else heatmaps
     cptr = center if box else coords
     sptr = scale if box else coords
-    common = dict(H=h, W=w, FLIP=flip, SHIFT=bool(shift), HAS_BOX=box, FLAT=(not flip) and (h == 1 or hs[2] == w))
     strides = (k, hs[0], hs[1], hs[2], fs[0], fs[1], fs[2])
+    ks = blur_weights.shape[0] if method >= _METHOD_DARK else 0
+    name, consts, num_warps = launch_config(method, h, w, ks, flip, bool(shift), box, (not flip) and (h == 1 or hs[2] == w))
+    kernel = globals()[name]
     if method < _METHOD_DARK:
-        cfg = flat_config(h, w)
-        _launch(_argmax_quarter_kernel, n * k, (heatmaps, f, perm, cptr, sptr, coords, maxvals), strides,
-                dict(common, BLOCK=cfg.BLOCK, QUARTER=method == _METHOD_QUARTER, num_warps=cfg.num_warps))
+        _launch(kernel, n * k, (heatmaps, f, perm, cptr, sptr, coords, maxvals), strides, consts, num_warps)
         return coords, maxvals
-    ks = blur_weights.shape[0]
-    cfg = dark_config(h, w, ks)
-    udp = method == _METHOD_UDP
-    consts = dict(common, HD=max(h, 2) if udp else h, WD=max(w, 2) if udp else w, KS=ks, BLOCK=cfg.BLOCK,
-                  TR=cfg.TR, BW=cfg.BW, TC=cfg.TC, UDP=udp, num_warps=cfg.num_warps)
     per_heatmap = scratch_elems(h, w, ks, flip)
     if per_heatmap > MAX_SCRATCH_PER_HEATMAP:
         raise ValueError(f"decode_heatmaps (triton): the dark/udp scratch of one {h}x{w} heatmap with a {ks}-tap blur "
@@ -495,17 +509,17 @@ def decode_heatmaps(heatmaps, flipped, flip_perm, center, scale, method, shift, 
     for n0 in range(0, n, chunk):
         part = slice(n0, min(n, n0 + chunk))
         args = (heatmaps[part], f[part], perm, cptr[part], sptr[part], blur_weights, scratch, coords[part], maxvals[part])
-        _launch(_dark_udp_kernel, (part.stop - n0) * k, args, strides, consts)
+        _launch(kernel, (part.stop - n0) * k, args, strides, consts, num_warps)
     return coords, maxvals
 
 
-def _launch(kernel, programs: int, args, strides, consts) -> None:
+def _launch(kernel, programs: int, args, strides, consts, num_warps: int) -> None:
     # Triton launches on the current CUDA device: switch only when the heatmaps live elsewhere (a
     # torch.device(...) context instead would route every tensor call of the launch through a Python
     # TorchFunctionMode, tens of microseconds per decode).
     t = args[0]
     if t.is_cuda and t.device.index != torch.cuda.current_device():
         with torch.cuda.device(t.device):
-            kernel[(programs,)](*args, *strides, **consts)
+            kernel[(programs,)](*args, *strides, **consts, num_warps=num_warps)
     else:
-        kernel[(programs,)](*args, *strides, **consts)
+        kernel[(programs,)](*args, *strides, **consts, num_warps=num_warps)

@@ -555,41 +555,53 @@ def test_gpu_contiguous_beyond_2_31_elements(backend):
 
 
 _COMPILE_SCRIPT = r"""
-import sys
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+from _triton_compile import Case, compile_all
 import hrnet_fast
 kern = hrnet_fast._backends.triton_kernels("decode_heatmaps")
-ptrs = {"h_ptr": "*fp16", "f_ptr": "*fp16", "perm_ptr": "*i64", "center_ptr": "*fp32", "scale_ptr": "*fp32",
-        "w_ptr": "*fp32", "coords_ptr": "*fp32", "maxv_ptr": "*fp32",
-        "K": "i32", "hs_n": "i64", "hs_k": "i32", "hs_h": "i32", "fs_n": "i64", "fs_k": "i32", "fs_h": "i32"}
-cases = [
-    (kern._argmax_quarter_kernel, "*fp32", dict(H=64, W=48, HW=3072, BLOCK=4096, QUARTER=True, FLIP=False,
-                                               SHIFT=True, HAS_BOX=True, FLAT=True), 8),
-    (kern._argmax_quarter_kernel, "*bf16", dict(H=96, W=72, HW=6912, BLOCK=8192, QUARTER=True, FLIP=True,
-                                               SHIFT=True, HAS_BOX=False, FLAT=False), 8),
-    (kern._dark_udp_kernel, "*fp16", dict(H=64, W=48, HD=64, WD=48, BH=64, BW=64, KS=11, R=5, UDP=False,
-                                          FLIP=True, SHIFT=True, HAS_BOX=True), 4),
-    # (the 96x72 variant, 128x128 tiles, compiles too but takes ~40 s here: checked by hand, not in CI)
-    (kern._dark_udp_kernel, "*fp32", dict(H=64, W=48, HD=64, WD=48, BH=64, BW=64, KS=11, R=5, UDP=True,
-                                          FLIP=False, SHIFT=False, HAS_BOX=True), 4),
-]
-for fn, dt, consts, warps in cases:
-    types = dict(ptrs, h_ptr=dt, f_ptr=dt)
-    sig = {n: ("constexpr" if n in consts else types[n]) for n in fn.arg_names}
-    compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts),
-                              target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
-    assert compiled.asm.get("cubin"), (fn.__name__, consts)
-    print("compiled", fn.__name__, dt, consts)
+NAMES = {0: "argmax", 1: "quarter", 2: "dark", 3: "udp"}
+cases = []
+for h, w, k in ((64, 48, 17), (96, 72, 17), (64, 64, 16)):  # COCO 256x192, COCO 384x288, MPII 256x256
+    for method in (0, 1, 2, 3):
+        for flip in (False, True):
+            for dt in ("fp32", "fp16", "bf16"):
+                # Flags that change a few instructions, not the code size, take turns instead of
+                # multiplying the grid: heatmap coordinates (no box) at the MPII size; shift=False for
+                # bf16 with flip; a strided (not flat) input for bf16 without flip.
+                box = (h, w) != (64, 64)
+                shift = not (flip and dt == "bf16")
+                flat = not flip and dt != "bf16"
+                hs_h = w if flat or flip else w + 8
+                for ks in ((11, 17) if (method, flip, dt, h, w) == (2, True, "fp32", 64, 48) else (11,)):
+                    name, consts, warps = kern.launch_config(method, h, w, ks, flip, shift, box, flat)
+                    strides = dict(K=k, hs_n=k * h * hs_h, hs_k=h * hs_h, hs_h=hs_h)
+                    strides.update(fs_n=strides["hs_n"], fs_k=strides["hs_k"], fs_h=strides["hs_h"])
+                    sig = dict({n: "i32" for n in strides}, h_ptr="*" + dt, f_ptr="*" + dt,
+                               perm_ptr="*i64" if flip else "*" + dt, center_ptr="*fp32", scale_ptr="*fp32",
+                               w_ptr="*fp32", scratch_ptr="*fp32", coords_ptr="*fp32", maxv_ptr="*fp32")
+                    aligned = tuple(n for n in sig if n.endswith("_ptr")) + tuple(n for n, v in strides.items() if v % 16 == 0)
+                    label = (f"{NAMES[method]:7s} {dt} {h}x{w} flip={flip:d} box={box:d} shift={shift:d} flat={flat:d} "
+                             f"ks={ks if method >= 2 else '-'} warps={warps} "
+                             + " ".join(f"{c}={consts[c]}" for c in ("BLOCK", "TR", "BW") if c in consts))
+                    cases.append(Case(label, "decode_heatmaps", name, sig, consts, aligned, warps))
+print("cases", len(cases), flush=True)
+compile_all(cases)
 """
 
 
 @pytest.mark.slow
 def test_triton_kernels_compile_for_sm90():
-    """Compile (not run) the Triton kernels for sm_90 through ptxas, so a GPU-only compile error shows on
-    a machine without a GPU: the interpreter does not type-check like the compiler. In a subprocess,
-    because this process runs the kernels under the interpreter."""
-    from _triton_compile import compile_script_or_skip
+    """Compile (not run) for sm_90, through ptxas, every specialisation the launcher makes for inputs that
+    ``auto`` can send to the Triton backend: each method, with and without flip, fp32/fp16/bf16 heatmaps,
+    the 64x48, 96x72 and 64x64 heatmap sizes with their tile sizes, plus a 17-tap blur (two
+    neighbourhood chunks). Each compile is timed (printed: ``pytest -s``) and must take at most 30 s (the
+    H200 once spent more than 45 s in ptxas on one). In a subprocess without the interpreter, with an
+    empty Triton cache, two compiles at a time on two cores."""
+    from _triton_compile import compile_script_or_skip, parse_compiled
 
-    assert compile_script_or_skip(_COMPILE_SCRIPT).count("compiled") == 4
+    out = compile_script_or_skip(_COMPILE_SCRIPT, timeout=900)
+    print(out)
+    times = parse_compiled(out)
+    expected = int(out.split("cases ", 1)[1].split()[0])
+    assert expected == 3 * 4 * 2 * 3 + 1 and len(times) == expected, out
+    slow = {label: t for label, t in times.items() if t > 30.0}
+    assert not slow, f"specialisations that took more than 30 s to compile: {slow}"
