@@ -468,6 +468,69 @@ def test_opcheck_triton_interpreter():
         torch.library.opcheck(torch.ops.hrnet_fast.decode_heatmaps_triton.default, args)
 
 
+def _triton_kernels():
+    return hrnet_fast._backends.triton_kernels("decode_heatmaps")
+
+
+@pytest.mark.parametrize(("shape", "blur_kernels"), [
+    ((1, 2, 20, 130), (11,)),       # wider than MAX_STRIP: 3 column strips of 64, 5 row tiles of 4
+    ((1, 2, 70, 20), (11,)),        # 9 row tiles of 8
+    ((2, 3, 12, 10), (1, 3, 23)),   # no zero rows (R = 0); 4-tap chunks; R = 11 rows, two neighbourhood chunks
+])
+def test_triton_dark_udp_tiling(shape, blur_kernels):
+    """The Triton DARK/UDP kernel's tiling edges (several strips, several row tiles, blur widths from 1
+    to two neighbourhood chunks), with and without flip, against the torch reference."""
+    _skip_unavailable("triton")
+    hm, _ = random_heatmaps(*shape, seed=30)
+    fl, _ = random_heatmaps(*shape, seed=31)
+    kern = _triton_kernels()
+    h, w = shape[2], shape[3]
+    tiles = kern.dark_config(h, w, 11)
+    if w == 130:  # the edges meant
+        assert -(-w // tiles.BW) > 1
+    if h == 70:
+        assert -(-h // tiles.TR) > 1
+    for ks in blur_kernels:
+        for kw in ({}, dict(flipped=fl, flip_pairs=())):
+            for method in ("dark", "udp"):
+                ours = hrnet_fast.decode_heatmaps(hm, method=method, backend="triton", blur_kernel=ks, **kw)
+                ref = hrnet_fast.decode_heatmaps(hm, method=method, backend="torch", blur_kernel=ks, **kw)
+                _compare(ours, ref, method, exact_coords=True)
+
+
+def test_triton_dark_udp_batch_in_several_launches(monkeypatch):
+    """A batch whose scratch passes SCRATCH_BUDGET is decoded in several launches (here one sample each)."""
+    _skip_unavailable("triton")
+    monkeypatch.setattr(_triton_kernels(), "SCRATCH_BUDGET", 1)
+    hm, _ = random_heatmaps(3, 2, 16, 12, seed=32)
+    fl, _ = random_heatmaps(3, 2, 16, 12, seed=33)
+    center, scale = random_box(3, 34)
+    for kw in ({}, dict(flipped=fl, flip_pairs=[(0, 1)])):
+        for method in ("dark", "udp"):
+            ours = hrnet_fast.decode_heatmaps(hm, center, scale, method=method, backend="triton", **kw)
+            ref = hrnet_fast.decode_heatmaps(hm, center, scale, method=method, backend="torch", **kw)
+            _compare(ours, ref, method, exact_coords=False)
+
+
+def test_triton_unsupported_reason():
+    """The size limits the Triton kernels declare to the backend table (method codes 0..3)."""
+    pytest.importorskip("triton")
+    kern = _triton_kernels()
+    for method in range(4):
+        for h, w in ((64, 48), (96, 72), (64, 64), (1, 1), (20, 130), (512, 1024)):
+            assert kern.unsupported_reason(h, w, method) is None
+    # int32 pixel indices, every method
+    for method in range(4):
+        assert "H*W" in kern.unsupported_reason(2, kern.MAX_PIXELS // 2 + 1, method)
+    assert kern.unsupported_reason(1, kern.MAX_PIXELS, 1) is None
+    # dark/udp: int32 scratch indices, sized for the widest blur kernel the op accepts (2*max(H, W)+1)
+    assert kern.unsupported_reason(25000, 25000, 0) is None
+    for method in (2, 3):
+        assert "scratch" in kern.unsupported_reason(25000, 25000, method)
+        assert kern.unsupported_reason(20000, 20000, method) is None
+    assert "unknown decode method" in kern.unsupported_reason(64, 48, 4)
+
+
 def test_auto_backend_on_cpu():
     hm, _ = random_heatmaps(2, 3, 8, 6, seed=20)
     expected = "cpp" if D._CPP_OP is not None else "torch"
