@@ -1,0 +1,304 @@
+"""The frozen inference path of hrnet_fast.optimize(): fused convolution epilogues, the plan, branch-parallel
+streams and the CUDA-graph cache (its logic on the CPU with a stand-in capture backend)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+import hrnet_fast
+from _golden import TINY_YAML, assert_close_rel
+from _support import needs_ext
+from hrnet_fast import _inference, _streams
+from hrnet_fast._numerics import max_rel_err
+from hrnet_fast.cuda_graphs import GraphCache
+
+
+def _randomize_bn(model, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(c, generator=gen) * 0.5 + 0.75)
+            m.weight.data.copy_(torch.rand(c, generator=gen) * 0.5 + 0.75)
+            m.bias.data.copy_(torch.randn(c, generator=gen) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return _randomize_bn(hrnet_fast.pose_hrnet(TINY_YAML)).eval()
+
+
+def _image(n=2, seed=1):
+    return torch.randn(n, 3, 128, 96, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------ FusedConv2d
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("epilogue", ["none", "relu", "add", "add_relu"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_conv_matches_plain_ops(stride, epilogue, channels_last):
+    g = torch.Generator().manual_seed(2)
+    conv = nn.Conv2d(8, 16, 3, stride, 1).eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    conv = conv.to(memory_format=fmt)
+    fused = _inference.FusedConv2d.from_conv(conv)
+    assert fused.weight is conv.weight and fused.bias is conv.bias  # shared parameters, same keys
+    x = torch.randn(2, 8, 12, 10, generator=g).contiguous(memory_format=fmt)
+    with torch.no_grad():
+        y = conv(x)
+        res = torch.randn(y.shape, generator=g).contiguous(memory_format=fmt) if "add" in epilogue else None
+        relu = "relu" in epilogue
+        want = torch.relu(y + res) if relu and res is not None else torch.relu(y) if relu else (y + res if res is not None else y)
+        for _ in range(2):  # the first call chooses the implementation, the second uses it
+            got = fused(x, res, relu)
+            assert_close_rel(got, want, 1e-5, f"FusedConv2d {epilogue}")
+    impl = fused._impl[(x.device, x.dtype)]
+    assert impl == ("mkldnn" if torch.backends.mkldnn.is_available() else "plain")
+
+
+def test_fused_conv_falls_back_when_the_library_call_fails(monkeypatch):
+    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1).eval())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("oneDNN refused this layout")
+
+    monkeypatch.setattr(_inference.FusedConv2d, "_mkldnn", broken)
+    x = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = conv(x, None, True)
+    assert conv._impl[(x.device, x.dtype)] == "plain"
+    assert torch.equal(out, torch.relu(nn.functional.conv2d(x, conv.weight, conv.bias, 1, 1)))
+
+
+def test_fused_conv_rejects_a_disagreeing_library_result(monkeypatch):
+    # the implementation is only kept if it agrees with the plain ops on the first input it sees
+    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1).eval())
+    monkeypatch.setattr(_inference.FusedConv2d, "_mkldnn", lambda self, x, r, relu: self._plain(x, r, relu) + 1.0)
+    with torch.no_grad():
+        conv(torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(4)), None, True)
+    assert set(conv._impl.values()) == {"plain"}
+
+
+def test_fused_conv_uses_plain_ops_when_autograd_records():
+    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1))
+    x = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(5), requires_grad=True)
+    conv(x, None, True).sum().backward()
+    assert x.grad is not None and conv._impl == {}  # nothing chosen, nothing prepacked
+
+
+# ------------------------------------------------------------------------------------ the plan
+
+
+def test_optimized_model_uses_the_plan_and_matches_float64(tiny):
+    fast = hrnet_fast.optimize(tiny)
+    assert fast._plan is not None
+    x = _image()
+    with torch.no_grad():
+        ref = tiny(x)
+        out = fast(x)
+        exact = copy.deepcopy(tiny).double()(x.double())
+    # the unfolded fp32 model's own error against float64 sets the scale (see test_model.py)
+    assert_close_rel(out, exact, 4 * max_rel_err(ref, exact), "frozen plan vs float64")
+
+
+def test_plan_matches_the_folded_module_forward(tiny):
+    fast = hrnet_fast.optimize(tiny)
+    folded = hrnet_fast.optimize(tiny, fused=False)
+    assert folded._plan is None
+    assert list(fast.state_dict()) == list(folded.state_dict())  # same names: the convs were swapped, not renamed
+    x = _image(seed=6)
+    with torch.no_grad():
+        assert_close_rel(fast(x), folded(x), 1e-5, "plan vs folded forward")
+
+
+@needs_ext
+def test_plan_runs_the_fused_op_and_the_fused_convs(tiny, monkeypatch):
+    import importlib
+
+    fe = importlib.import_module("hrnet_fast.ops.fused_exchange")
+    fast = hrnet_fast.optimize(tiny)
+    calls = []
+    real = torch.ops.hrnet_fast.fused_exchange.default
+
+    class Spy:
+        def __call__(self, *args):
+            calls.append(1)
+            return real(*args)
+
+    monkeypatch.setattr(torch.ops.hrnet_fast.fused_exchange, "default", Spy())
+    monkeypatch.setattr(fe, "_check_args", lambda *a: (_ for _ in ()).throw(AssertionError("checked per call")))
+    with torch.no_grad():
+        fast(_image(n=1))
+    n_rows = sum(len(u) for u in fast.exchange_units())
+    assert len(calls) == n_rows  # one fused call per output branch, no argument check per call
+    impls = set(_inference.backend_summary(fast).values())
+    assert impls == ({"mkldnn"} if torch.backends.mkldnn.is_available() else {"plain"})
+
+
+def test_plan_follows_a_model_moved_after_optimize(tiny):
+    fast = hrnet_fast.optimize(tiny, channels_last=False).double()
+    x = _image(seed=7).double()
+    # the same folded (fp32-rounded) weights moved to float64, through the plain module forward
+    folded = hrnet_fast.optimize(tiny, channels_last=False, fused=False).double()
+    with torch.no_grad():
+        out = fast(x)
+        want = folded(x)
+    assert out.dtype == torch.float64
+    assert_close_rel(out, want, 1e-12, "float64 plan")
+
+
+def test_configure_after_optimize_takes_the_reference_path(tiny):
+    fast = hrnet_fast.optimize(tiny)
+    x = _image(seed=8)
+    with torch.no_grad():
+        before = fast(x)
+        for u in fast.exchange_units():
+            u.configure(fused=False)
+        after = fast(x)
+    assert_close_rel(after, before, 1e-5, "reference exchange in a frozen model")
+
+
+def test_compile_of_the_optimized_model_has_no_graph_break(tiny):
+    fast = hrnet_fast.optimize(tiny)
+    x = _image(n=1, seed=9)
+    compiled = torch.compile(fast, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        assert_close_rel(compiled(x), fast(x), 1e-5, "compiled optimized model")
+
+
+def test_optimize_argument_errors(tiny):
+    with pytest.raises(TypeError, match="cuda_graphs must be None"):
+        hrnet_fast.optimize(tiny, cuda_graphs="yes")
+    with pytest.raises(ValueError, match="cuda_graphs=True needs fused=True"):
+        hrnet_fast.optimize(tiny, fused=False, cuda_graphs=True)
+    with pytest.raises(ValueError, match="max_graphs must be a positive int"):
+        hrnet_fast.optimize(tiny, max_graphs=0)
+
+
+# ------------------------------------------------------------------------------------ streams
+
+
+def test_run_parallel_on_the_cpu_runs_in_order():
+    order = []
+    out = _streams.run_parallel([lambda i=i: order.append(i) or i * 10 for i in range(4)], torch.zeros(1))
+    assert out == [0, 10, 20, 30] and order == [0, 1, 2, 3]
+
+
+@pytest.mark.gpu
+def test_run_parallel_on_cuda_matches_sequential():
+    x = torch.randn(64, 64, device="cuda", generator=None)
+    fns = [lambda k=k: (x @ x + k).relu() for k in range(4)]
+    par = _streams.run_parallel(fns, x)
+    torch.cuda.synchronize()
+    assert all(torch.equal(a, f()) for a, f in zip(par, fns))
+
+
+# ------------------------------------------------------------------------------------ CUDA graphs
+
+
+class FakeCapture:
+    """Stand-in for CudaCapture: 'capturing' remembers the function and its static buffers, 'replaying'
+    runs it again on them in place (as a graph rewrites its static output)."""
+
+    def __init__(self):
+        self.log = []
+
+    def applies(self, x):
+        return True
+
+    def capture(self, fn, static_input):
+        self.log.append(("capture", tuple(static_input.shape)))
+        static_output = fn(static_input)
+        return (fn, static_input, static_output), static_output
+
+    def replay(self, graph):
+        fn, static_input, static_output = graph
+        self.log.append(("replay", tuple(static_input.shape)))
+        static_output.copy_(fn(static_input))
+
+
+def test_graph_cache_captures_once_per_shape_and_replays():
+    backend = FakeCapture()
+    cache = GraphCache(lambda x: x * 2 + 1, max_graphs=4, backend=backend)
+    a, b = torch.ones(2, 3), torch.full((2, 3), 5.0)
+    assert torch.equal(cache(a), a * 2 + 1)
+    assert torch.equal(cache(b), b * 2 + 1)  # same shape: replayed with the new input copied in
+    assert cache.captures == 1 and cache.replays == 2
+    assert torch.equal(cache(torch.ones(4, 3)), torch.full((4, 3), 3.0))
+    assert cache.captures == 2 and len(cache) == 2
+
+
+def test_graph_cache_outputs_are_copies_callers_may_keep():
+    cache = GraphCache(lambda x: x + 1, backend=FakeCapture())
+    first = cache(torch.zeros(3))
+    second = cache(torch.ones(3))
+    assert torch.equal(first, torch.ones(3)) and torch.equal(second, torch.full((3,), 2.0))
+
+
+def test_graph_cache_evicts_the_least_recently_used():
+    cache = GraphCache(lambda x: x, max_graphs=2, backend=FakeCapture())
+    for n in (1, 2, 1, 3):  # 1 is used again before 3 arrives: 2 is the one evicted
+        cache(torch.zeros(n))
+    keys = [k[0] for k in cache._graphs]
+    assert keys == [(1,), (3,)] and cache.captures == 3
+
+
+def test_graph_cache_keys_on_dtype_and_layout():
+    cache = GraphCache(lambda x: x.clone(), backend=FakeCapture())
+    x = torch.zeros(1, 3, 4, 4)
+    cache(x)
+    cache(x.double())
+    assert cache.captures == 2
+    cache(x.contiguous(memory_format=torch.channels_last))  # same shape and dtype, other layout
+    assert cache.captures == 3
+    y = torch.zeros(2, 3, 1, 1)  # 1x1 maps: contiguous and channels_last at once, one key
+    cache(y)
+    cache(y.contiguous(memory_format=torch.channels_last))
+    assert cache.captures == 4
+
+
+def test_graph_cache_runs_eagerly_when_autograd_records():
+    backend = FakeCapture()
+    cache = GraphCache(lambda x: x * 3, backend=backend)
+    x = torch.ones(2, requires_grad=True)
+    y = cache(x)
+    y.sum().backward()
+    assert backend.log == [] and torch.equal(x.grad, torch.full((2,), 3.0))
+    with torch.no_grad():
+        cache(x)
+    assert cache.captures == 1
+
+
+def test_optimized_model_routes_through_its_graph_cache(tiny):
+    fast = hrnet_fast.optimize(tiny)
+    backend = FakeCapture()
+    fast._graphs = GraphCache(fast._plan, max_graphs=2, backend=backend)
+    x = _image(n=1, seed=10)
+    with torch.no_grad():
+        want = fast._plan(x.contiguous(memory_format=torch.channels_last))
+        out1 = fast(x)
+        out2 = fast(x)
+    assert [e[0] for e in backend.log] == ["capture", "replay", "replay"]
+    assert torch.equal(out1, out2) and torch.equal(out1, want)
+    assert hrnet_fast.optimize(tiny, cuda_graphs=False)._graphs is None
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_on_gpu_match_eager(tiny):
+    fast = hrnet_fast.optimize(tiny.cuda(), dtype=torch.float16)
+    eager = hrnet_fast.optimize(tiny.cuda(), dtype=torch.float16, cuda_graphs=False)
+    x = _image(n=2, seed=11).cuda()
+    with torch.no_grad():
+        a, b = fast(x), fast(x * 0.5)
+        ea, eb = eager(x), eager(x * 0.5)
+    assert fast._graphs.captures == 1 and fast._graphs.replays == 2
+    assert_close_rel(a, ea, 2e-3, "graph vs eager")
+    assert_close_rel(b, eb, 2e-3, "graph vs eager, second input")
