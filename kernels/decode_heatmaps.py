@@ -12,18 +12,23 @@ reduction at the end gives the first-index maximum.
 
 ``_dark_udp_kernel``: mmpose rescales the blurred map by the maximum of the WHOLE zero-padded blurred map
 (it can lie away from the argmax), but needs blurred values only around the peak. So, as the CUDA kernel,
-only when the point is refined (DARK: peak 2 pixels inside; both: maxval > 0):
+argmax first, then only when the point is refined (DARK: peak 2 pixels inside; both: maxval > 0):
 
-1. row pass of the separable blur, ``rb[y, x] = sum_t w[t] * X[y, x + t - R]``, over (TR, BW) tiles of
-   the heatmap (column strips of at most ``MAX_STRIP``), written to a per-heatmap fp32 scratch buffer
-   (the CUDA kernel keeps it in shared memory, which Triton does not expose); a CTA barrier;
-2. column pass over the same tiles, ``sum_t w[t] * rb[y + t - R, x]``, reduced to the blurred maximum
-   in registers without being stored;
-3. the blurred 5 x 5 neighbourhood of the peak from the row-blurred scratch, the rescale / clamp / log,
-   and the Taylor step as in mmpose (fp32, the 2x2 solve in fp64).
+1. row pass of the separable blur, ``rb[y, x] = sum_t w[t] * X[y, x + t - R]``, over (TR, BW) register
+   tiles (column strips of at most ``MAX_STRIP``), written to a per-heatmap fp32 scratch buffer in
+   global memory (the CUDA kernel keeps it in shared memory, which Triton does not expose; the reads
+   back mostly hit L1), with R zero rows above and below; a CTA barrier;
+2. column pass over the same tiles, ``sum_t w[t] * rb[y + t - R, x]``, from the scratch without masks,
+   reduced to the blurred maximum in registers without being stored;
+3. the blurred 5 x 5 neighbourhood of the peak from the scratch, the rescale / clamp / log, and the
+   Taylor step as in mmpose (fp32, the 2x2 solve in fp64).
 
-All offsets are 64-bit: the program id is cast to int64 before it multiplies a stride, and row indices
-before they multiply a row stride.
+With the flip test the argmax walk also stores the merged heatmap in the scratch, so the row pass reads
+one fp32 value per tap instead of merging two. The launcher bounds a launch's scratch (``SCRATCH_BUDGET``)
+and decodes larger batches in several launches.
+
+Heatmap offsets are 64-bit (the program id and row indices are cast to int64 before they multiply a
+stride); pixel and scratch indices are int32, bounded by ``unsupported_reason``.
 """
 from __future__ import annotations
 
@@ -66,8 +71,8 @@ def unsupported_reason(height: int, width: int, method: int) -> Optional[str]:
     * every method: ``height * width <= MAX_PIXELS`` (2^31 - 2^16, int32 pixel indices);
     * dark/udp: one heatmap's scratch, for the widest blur kernel the op accepts
       (``2 * max(H, W) + 1``) and with the flip test, must be at most ``MAX_SCRATCH_PER_HEATMAP``
-      elements (int32 scratch indices): about 4 * H * max(H, W) elements, so roughly
-      H * max(H, W) < 2^29;
+      elements (int32 scratch indices), about 2*H*W + 2*max(H, W)*W (a square map: up to about
+      23000 x 23000);
     * an unknown method code is a reason too.
 
     Nothing else limits them: the heatmap is walked in fixed-size tiles and column strips, the blur
@@ -111,7 +116,7 @@ def _first_max(hbase, fbase, hs_h, fs_h, mbase, H: tl.constexpr, W: tl.constexpr
     NaN, the index that of the first maximum in row-major order, 0 where ``maxval > 0`` fails.
 
     With STORE, the merged heatmap is also written, fp32 (H, W) contiguous, at ``mbase``."""
-    HW: tl.constexpr = H * W
+    HW = H * W  # constexpr arithmetic stays constexpr
     offs = tl.arange(0, BLOCK)
     # Per lane: running maximum, the index where the lane first met it, and whether it saw a NaN.
     lane_best = tl.full([BLOCK], -float("inf"), tl.float32)
@@ -231,9 +236,9 @@ def _dark_udp_kernel(
     KS: tl.constexpr, TR: tl.constexpr, BW: tl.constexpr, TC: tl.constexpr,
     UDP: tl.constexpr, FLIP: tl.constexpr, SHIFT: tl.constexpr, HAS_BOX: tl.constexpr, FLAT: tl.constexpr,
 ):
-    R: tl.constexpr = KS // 2
-    HP: tl.constexpr = (H + TR - 1) // TR * TR  # rows and columns padded to whole tiles
-    WP: tl.constexpr = (W + BW - 1) // BW * BW
+    R = KS // 2
+    HP = (H + TR - 1) // TR * TR  # rows and columns padded to whole tiles (constexprs)
+    WP = (W + BW - 1) // BW * BW
     pid = tl.program_id(0).to(tl.int64)
     n = pid // K
     k = pid % K
