@@ -164,6 +164,14 @@ Timer = Callable[[Dict[str, Callable[[], Any]]], Dict[str, Dict[str, Any]]]
 
 
 def _build_models(args, device, dtype):
+    """(official fp32 model, official model in ``dtype``, hrnet_fast default, (H, W)), all on ``device``.
+
+    The official models run the official computation (exchange units unfused); hrnet_fast is
+    ``optimize(model, dtype=dtype)`` as a user calls it (CUDA graphs on by default on a GPU)."""
+    import copy
+
+    import torch
+
     import hrnet_fast
     from hrnet_fast.models.init import realistic_random_init
 
@@ -176,9 +184,11 @@ def _build_models(args, device, dtype):
         realistic_random_init(model, image_hw=(h, w), seed=0, batches=1, batch_size=2)
     for unit in model.exchange_units():
         unit.configure(fused=False)  # the reference is the official computation
-    reference = model.to(device=device, dtype=dtype).eval()
-    fast = hrnet_fast.optimize(reference, channels_last=True, backend=args.backend)
-    return reference, fast, (h, w)
+    official32 = model.to(device=device, dtype=torch.float32).eval()
+    reference = official32 if dtype == torch.float32 else copy.deepcopy(official32).to(dtype)
+    fast = hrnet_fast.optimize(official32, dtype=None if dtype == torch.float32 else dtype, channels_last=True,
+                               backend=args.backend)
+    return official32, reference, fast, (h, w)
 
 
 def _capture_unit_inputs(model, x):
@@ -212,7 +222,11 @@ def _bench_exchange(reference, fast, x, timer: Timer, rows, batch, dtype_name):
 
     from ._numerics import max_rel_err
 
-    ref_units, fast_units = reference.exchange_units(), fast.exchange_units()
+    ref_units = reference.exchange_units()
+    # hrnet_fast's units as its frozen plan runs them (prepared arguments, fused conv epilogues)
+    plan = getattr(fast, "_plan", None)
+    fast_units = ([m.exchange for stage in plan.stages for m in stage if m.exchange is not None] if plan is not None
+                  else fast.exchange_units())
     # Both paths get the same values (the reference's), each in the memory layout its model runs in, so
     # the error measures the units alone and not the drift of the models upstream.
     ref_in = _capture_unit_inputs(reference, x)
@@ -232,50 +246,80 @@ def _bench_exchange(reference, fast, x, timer: Timer, rows, batch, dtype_name):
                      speedup=t["ref"]["ms"] / t["fast"]["ms"], max_rel_err=err))
 
 
-def _bench_model(reference, fast, x, device, timer: Timer, rows, batch, dtype_name, compile_ref: bool):
+def _bench_model(official32, reference, fast, x, device, timer: Timer, rows, batch, dtype_name, compile_ref: bool):
+    """The whole model, every variant side by side in one timing run, each with its max relative error
+    against the official model in fp32 (issue: "Fast by default", item 6).
+
+    CUDA: official eager fp32; official eager in the bench dtype, channels_last; the same under a CUDA
+    graph (captured by hand); torch.compile of it (default and reduce-overhead); hrnet_fast default.
+    CPU: official eager; official with BatchNorm folded + channels_last (``optimize(fused=False)``: the
+    module-level equivalent of torch.fx's conv/BN fusion); torch.compile (inductor, with its compile time);
+    hrnet_fast default."""
+    import copy
+    import time
+
     import torch
 
     from ._numerics import max_rel_err
     from ._timing import capture_cuda_graph
+    from .optimize import optimize
 
-    with torch.no_grad():
-        ref_out = reference(x)
-        fast_out = fast(x)
-        err = max_rel_err(fast_out, ref_out)
-        t = timer({"ref": lambda: reference(x), "fast": lambda: fast(x)})
-    t_ref = t["ref"]
-    rows.append(_row("model", batch, dtype_name, "reference (official eager)", t_ref))
-    rows.append(_row("model", batch, dtype_name, "hrnet_fast.optimize", t["fast"], speedup=t_ref["ms"] / t["fast"]["ms"],
-                     max_rel_err=err))
-    if device.type != "cuda":
-        return
-    # A failure here (a compile error, an op that cannot be captured) is recorded, not fatal: the other rows
-    # of the run stay valid.
-    if compile_ref:
-        variant = "reference + torch.compile"
-        _progress(f"model batch {batch}: compiling the reference with torch.compile")
+    cl = torch.channels_last
+    x32 = x.float()
+    fns: Dict[str, Callable[[], Any]] = {}
+    outs: Dict[str, Any] = {}
+    extra: Dict[str, Dict[str, Any]] = {}
+    failed: Dict[str, str] = {}
+
+    def add(name, fn, **info):
         try:
-            compiled = torch.compile(reference)
             with torch.no_grad():
-                c_out = compiled(x)
-                t_c = timer({"c": lambda: compiled(x)})["c"]
-            rows.append(_row("model", batch, dtype_name, variant, t_c, speedup=t_ref["ms"] / t_c["ms"],
-                             max_rel_err=max_rel_err(c_out, ref_out)))
+                outs[name] = fn()
+            fns[name] = fn
+            extra[name] = info
+        except Exception as exc:  # noqa: BLE001 - a variant that cannot run is a row, not the end of the run
+            _progress(f"{name} failed: {type(exc).__name__}: {exc}")
+            failed[name] = f"{type(exc).__name__}: {exc}"[:500]
+
+    base = "official eager fp32"
+    add(base, lambda: official32(x32))
+    ref_cl = copy.deepcopy(reference).to(memory_format=cl)
+    x_cl = x.contiguous(memory_format=cl)
+    if device.type == "cuda":
+        add(f"official eager {dtype_name} channels_last", lambda: ref_cl(x_cl))
+        try:
+            with torch.no_grad():
+                graph, static_out = capture_cuda_graph(lambda: ref_cl(x_cl))
+            add(f"official {dtype_name} channels_last + CUDA graph", lambda: (graph.replay(), static_out)[1])
         except Exception as exc:  # noqa: BLE001
-            _progress(f"torch.compile of the reference failed: {type(exc).__name__}: {exc}")
-            rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant=variant, error=f"{type(exc).__name__}: {exc}"[:500]))
-    variant = "hrnet_fast.optimize + CUDA graph"
-    try:
-        static_x = x.clone()
-        with torch.no_grad():
-            graph, static_out = capture_cuda_graph(lambda: fast(static_x))
-            g_out = static_out.clone()
-            t_g = timer({"g": graph.replay})["g"]
-        rows.append(_row("model", batch, dtype_name, variant, t_g, speedup=t_ref["ms"] / t_g["ms"],
-                         max_rel_err=max_rel_err(g_out, ref_out)))
-    except Exception as exc:  # noqa: BLE001
-        _progress(f"CUDA graph capture of the optimized model failed: {type(exc).__name__}: {exc}")
-        rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant=variant, error=f"{type(exc).__name__}: {exc}"[:500]))
+            failed[f"official {dtype_name} channels_last + CUDA graph"] = f"{type(exc).__name__}: {exc}"[:500]
+        modes = ("default", "reduce-overhead") if compile_ref else ()
+    else:
+        folded = optimize(official32, fused=False, channels_last=True)
+        add("official + BN folded + channels_last", lambda: folded(x32))
+        modes = ("default",) if compile_ref else ()
+    for mode in modes:
+        name = f"official + torch.compile({mode})"
+        _progress(f"model batch {batch}: compiling the official model, mode={mode} (a minute or more)")
+        compiled = torch.compile(ref_cl if device.type == "cuda" else official32, mode=mode)
+        arg = x_cl if device.type == "cuda" else x32
+        t0 = time.perf_counter()
+        add(name, lambda c=compiled, a=arg: c(a))
+        if name in extra:
+            extra[name]["compile_s"] = round(time.perf_counter() - t0, 1)
+            _progress(f"compiled in {extra[name]['compile_s']} s")
+    add("hrnet_fast default (optimize)", lambda: fast(x))
+    with torch.no_grad():
+        t = timer(fns)
+    want = outs[base]
+    for name in list(fns) + list(failed):
+        if name in failed:
+            rows.append(dict(section="model", batch=batch, dtype=dtype_name, variant=name, error=failed[name]))
+            continue
+        info = dict(extra[name])
+        if name != base:
+            info.update(speedup=t[base]["ms"] / t[name]["ms"], max_rel_err=max_rel_err(outs[name].float(), want))
+        rows.append(_row("model", batch, dtype_name, name, t[name], **info))
 
 
 def _bench_decode(fast, x, device, timer: Timer, rows, batch, dtype_name, backend):
@@ -359,7 +403,7 @@ def cmd_bench(args) -> int:
     from .checkpoint import CheckpointMismatchError, CheckpointReadError
 
     try:
-        reference, fast, (h, w) = _build_models(args, device, dtype)
+        official32, reference, fast, (h, w) = _build_models(args, device, dtype)
     except (CheckpointReadError, CheckpointMismatchError) as exc:  # a bad --weights file: the user's error
         args.parser.error(f"--weights {args.weights}: {exc}")
     rows: List[Dict[str, Any]] = []
@@ -369,7 +413,7 @@ def cmd_bench(args) -> int:
         _bench_exchange(reference, fast, x, timer, rows, batch, args.dtype)
         _progress(f"batch {batch}: whole model")
         compile_ref = not (args.quick or args.no_compile) and (args.compile_batches is None or batch in args.compile_batches)
-        _bench_model(reference, fast, x, device, timer, rows, batch, args.dtype, compile_ref=compile_ref)
+        _bench_model(official32, reference, fast, x, device, timer, rows, batch, args.dtype, compile_ref=compile_ref)
         _progress(f"batch {batch}: decoding")
         _bench_decode(fast, x, device, timer, rows, batch, args.dtype, args.backend)
     load_end = load_average()
@@ -450,9 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--weights", default=None, help="an official/mmpose checkpoint instead of random weights")
     b.add_argument("--json", default=None, help="write the results as JSON to this path")
     b.add_argument("--quick", action="store_true", help="batch 1 (or the first --batch) and short timings (a smoke run)")
-    b.add_argument("--no-compile", action="store_true", help="on a GPU, skip torch.compile of the reference (it takes a minute)")
+    b.add_argument("--no-compile", action="store_true",
+                   help="skip torch.compile of the official model (on the CPU inductor takes minutes per batch size)")
     b.add_argument("--compile-batches", default=None, type=_batch_list,
-                   help="on a GPU, compile the reference only at these batch sizes (default: all)")
+                   help="compile the official model only at these batch sizes (default: all)")
     b.set_defaults(func=cmd_bench, validate=_validate_bench, parser=b, batch_given=False)
 
     i = sub.add_parser("info", help="versions, devices, and which backends are available and why not",

@@ -24,7 +24,7 @@ def test_bench_quick_writes_expected_json(tmp_path, capsys, monkeypatch):
         assert field in meta, field
     assert meta["load_average"] == {"start": 64.0, "end": 64.0}
     assert meta["warnings"][0] == f"load average 64.0 exceeds the {meta['cores']} cores: other processes share the CPU"
-    assert any("model batch 1 hrnet_fast.optimize: repeated rounds differ by" in w for w in meta["warnings"])
+    assert any("model batch 1 hrnet_fast default (optimize): repeated rounds differ by" in w for w in meta["warnings"])
     for r in doc["results"]:
         assert len(r["rounds_ms"]) == meta["rounds"] == 2 and r["round_spread"] >= 0, r
     assert meta["device"] == "cpu" and meta["dtype"] == "fp32" and meta["batches"] == [1]
@@ -43,7 +43,9 @@ def test_bench_quick_writes_expected_json(tmp_path, capsys, monkeypatch):
         else:
             assert r["max_abs_err_px"] < 1e-3, r
     captured = capsys.readouterr()
-    assert "speed-up" in captured.out and "hrnet_fast.optimize" in captured.out and "spread" in captured.out
+    assert "speed-up" in captured.out and "hrnet_fast default (optimize)" in captured.out and "spread" in captured.out
+    variants = {r["variant"] for r in doc["results"] if r["section"] == "model"}
+    assert variants == {"official eager fp32", "official + BN folded + channels_last", "hrnet_fast default (optimize)"}
     assert "[hrnet-fast] warning: load average 64.0 exceeds" in captured.err
 
 

@@ -393,10 +393,7 @@ def _cuda_reasons(device: torch.device, dtype: torch.dtype, method: int, h: int,
 
 
 def _triton_reasons(device: torch.device, dtype: torch.dtype, method: int, h: int, w: int) -> List[str]:
-    kern = _backends.triton_kernels("decode_heatmaps")
-    if not hasattr(kern, "unsupported_reason"):  # TEMPORARY until the kernel module exports it
-        return ["triton dark/udp: H and W must be <= 128"] if method >= 2 and max(h, w) > 128 else []
-    why = kern.unsupported_reason(h, w, method)
+    why = _backends.triton_kernels("decode_heatmaps").unsupported_reason(h, w, method)
     return [why] if why else []
 
 
