@@ -50,7 +50,7 @@ def parse(argv=None):
     p.add_argument("--image", type=_hw, default=IMAGE, help="input HxW (default 256x192; smaller for a smoke run)")
     p.add_argument("--batches", nargs="+", type=int, default=None, help="default: 1 8 (CPU), 1 8 64 (GPU)")
     p.add_argument("--dtypes", nargs="+", default=None, choices=list(DTYPES),
-                   help="default: float32 (CPU), float16 float32 (GPU)")
+                   help="default: float32 (CPU), float16 bfloat16 (GPU)")
     p.add_argument("--layouts", nargs="+", default=["nchw", "nhwc"], choices=["nchw", "nhwc"])
     p.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
     p.add_argument("--providers", nargs="+", default=None,
@@ -66,7 +66,7 @@ def parse(argv=None):
     if a.rounds < 1 or any(b <= 0 for b in a.batches or []):
         p.error("--rounds and --batches must be positive")
     a.batches = a.batches or ([1, 8, 64] if a.device == "cuda" else [1, 8])
-    a.dtypes = a.dtypes or (["float16", "float32"] if a.device == "cuda" else ["float32"])
+    a.dtypes = a.dtypes or (["float16", "bfloat16"] if a.device == "cuda" else ["float32"])
     a.providers = a.providers or (["torch", "compile", "cuda", "triton"] if a.device == "cuda" else ["torch", "cpp"])
     return a
 
