@@ -33,3 +33,16 @@ def assert_close_rel(actual, expected, tol: float, what: str) -> None:
             f"{a.flatten()[idx].item():.6g}, expected {e.flatten()[idx].item():.6g}; first mismatches at "
             f"{bad.nonzero()[:5].tolist()})"
         )
+
+
+def randomize_bn(model, seed=0):
+    """Seeded, non-trivial BatchNorm statistics and affine parameters (so folding them is tested), in place."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(c, generator=gen) * 0.5 + 0.75)
+            m.weight.data.copy_(torch.rand(c, generator=gen) * 0.5 + 0.75)
+            m.bias.data.copy_(torch.randn(c, generator=gen) * 0.1)
+    return model

@@ -9,29 +9,17 @@ import torch
 import torch.nn as nn
 
 import hrnet_fast
-from _golden import TINY_YAML, assert_close_rel
+from _golden import TINY_YAML, assert_close_rel, randomize_bn
 from _support import needs_ext
 from hrnet_fast import _inference, _streams
 from hrnet_fast._numerics import max_rel_err
 from hrnet_fast.cuda_graphs import GraphCache
 
 
-def _randomize_bn(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            c = m.num_features
-            m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(c, generator=gen) * 0.5 + 0.75)
-            m.weight.data.copy_(torch.rand(c, generator=gen) * 0.5 + 0.75)
-            m.bias.data.copy_(torch.randn(c, generator=gen) * 0.1)
-    return model
-
-
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return _randomize_bn(hrnet_fast.pose_hrnet(TINY_YAML)).eval()
+    return randomize_bn(hrnet_fast.pose_hrnet(TINY_YAML)).eval()
 
 
 def _image(n=2, seed=1):

@@ -8,7 +8,7 @@ import torch
 import hrnet_fast
 from hrnet_fast.config import CONFIGS, ConfigError
 
-from _golden import DATA, TINY_YAML, assert_close_rel, tiny_golden, tiny_state_dict
+from _golden import DATA, TINY_YAML, assert_close_rel, randomize_bn, tiny_golden, tiny_state_dict
 from hrnet_fast._numerics import max_rel_err
 
 KEY_FILES = {
@@ -174,22 +174,10 @@ def test_optimize_folds_every_batchnorm_of_w32():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
 
 
-def _randomize_bn(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            c = m.num_features
-            m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(c, generator=gen) * 0.5 + 0.75)
-            m.weight.data.copy_(torch.rand(c, generator=gen) * 0.5 + 0.75)
-            m.bias.data.copy_(torch.randn(c, generator=gen) * 0.1)
-    return model
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_optimize_w32_matches_eval(channels_last):
     torch.manual_seed(0)
-    model = _randomize_bn(hrnet_fast.pose_hrnet("w32_256x192")).eval()
+    model = randomize_bn(hrnet_fast.pose_hrnet("w32_256x192")).eval()
     fast = hrnet_fast.optimize(model, channels_last=channels_last)
     x = torch.randn(1, 3, 256, 192)
     with torch.no_grad():
@@ -201,7 +189,7 @@ def test_optimize_w32_matches_eval(channels_last):
 
 def test_optimize_bf16_casts_input():
     torch.manual_seed(0)
-    model = _randomize_bn(hrnet_fast.pose_hrnet(TINY_YAML)).eval()
+    model = randomize_bn(hrnet_fast.pose_hrnet(TINY_YAML)).eval()
     fast = hrnet_fast.optimize(model, dtype=torch.bfloat16)
     x = torch.randn(1, 3, 128, 96)
     with torch.no_grad():
