@@ -37,9 +37,10 @@ _LAZY = {
     "MPII_FLIP_PAIRS": ".ops.decode_heatmaps",
     "decode_heatmaps": ".ops.decode_heatmaps",
     "flip_merge": ".ops.decode_heatmaps",
+    "export_onnx": ".export",
 }
 # submodules reachable as attributes after a bare `import hrnet_fast` (as when __init__ imported them eagerly)
-_SUBMODULES = ("_backends", "baselines", "checkpoint", "checks", "cli", "config", "models", "ops")
+_SUBMODULES = ("_backends", "baselines", "checkpoint", "checks", "cli", "config", "export", "models", "ops")
 
 __all__ = [
     "CONFIGS",
@@ -58,12 +59,14 @@ __all__ = [
     "MPII_FLIP_PAIRS",
     "decode_heatmaps",
     "flip_merge",
+    "export_onnx",
 ]
 
 if TYPE_CHECKING:  # what static tools see; at run time __getattr__ below imports these on first use
     from ._backends import backends  # noqa: F401
     from .checkpoint import CheckpointMismatchError, CheckpointReadError, load_checkpoint, normalize_state_dict  # noqa: F401
     from .config import CONFIGS, ConfigError  # noqa: F401
+    from .export import export_onnx  # noqa: F401
     from .models.pose_hrnet import ExchangeUnit, PoseHighResolutionNet, pose_hrnet  # noqa: F401
     from .ops.decode_heatmaps import COCO_FLIP_PAIRS, MPII_FLIP_PAIRS, decode_heatmaps, flip_merge  # noqa: F401
     from .optimize import fold_batchnorm, optimize  # noqa: F401

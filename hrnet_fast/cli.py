@@ -1,9 +1,11 @@
-"""The ``hrnet-fast`` command line: ``bench``, ``info``, ``check``.
+"""The ``hrnet-fast`` command line: ``bench``, ``info``, ``check``, ``export``.
 
     hrnet-fast bench [--config w32_256x192] [--batch 1,8] [--dtype fp32] [--device auto]
                      [--backend auto] [--weights PATH] [--json OUT] [--quick]
     hrnet-fast info
     hrnet-fast check [--device auto]
+    hrnet-fast export --out model.onnx [--config w32_256x192] [--weights PATH] [--batch dynamic] [--dtype fp32]
+                      [--opset 18] [--decode none] [--trt-plugins] [--optimize] [--check]
     hrnet-fast --version
 
 Arguments are checked before any work starts: a bad one prints the usage and a one-line error and exits
@@ -113,6 +115,47 @@ def _validate_bench(parser: argparse.ArgumentParser, args) -> None:
 
 def _validate_check(parser: argparse.ArgumentParser, args) -> None:
     args.device_obj = _resolve_device(parser, args.device)
+
+
+EXPORT_DTYPES = ("fp32", "fp16")
+EXPORT_DECODES = ("none", "argmax", "quarter")
+
+
+def _export_batch(text: str):
+    if text == "dynamic":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected 'dynamic' or a positive integer, got {text!r}")
+    return value
+
+
+def _validate_export(parser: argparse.ArgumentParser, args) -> None:
+    from .config import ConfigError, resolve_config
+
+    try:
+        args.cfg = resolve_config(args.config)
+    except (ConfigError, TypeError) as exc:
+        parser.error(f"--config {args.config}: {str(exc).removeprefix('config: ')}")
+    if args.weights is not None and not os.path.isfile(args.weights):
+        parser.error(f"--weights {args.weights}: no such file")
+    if args.weights is not None and not os.access(args.weights, os.R_OK):
+        parser.error(f"--weights {args.weights}: not readable")
+    _check_writable(parser, "--out", args.out)
+    if args.check and args.trt_plugins:
+        parser.error("--check runs the graph in onnxruntime, which cannot run the --trt-plugins nodes: drop one of them")
+    from .export import MIN_OPSET, check_export_support, max_opset
+
+    top = max_opset()
+    if not MIN_OPSET <= args.opset <= top:
+        parser.error(f"--opset {args.opset}: expected {MIN_OPSET} to {top} (what this torch's ONNX exporter writes)")
+    try:
+        check_export_support(need_onnxruntime=args.check)
+    except (ImportError, RuntimeError) as exc:
+        parser.error(str(exc).removeprefix("export_onnx: "))
 
 
 def _versions() -> Dict[str, Any]:
@@ -465,6 +508,51 @@ def cmd_check(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- export
+
+
+def cmd_export(args) -> int:
+    import time
+
+    import hrnet_fast
+    from hrnet_fast.checkpoint import CheckpointMismatchError, CheckpointReadError
+    from hrnet_fast.export import export_onnx, verify_onnx
+    from hrnet_fast.models.init import realistic_random_init
+
+    model = hrnet_fast.pose_hrnet(args.cfg)
+    h, w = model.cfg["IMAGE_SIZE"][1], model.cfg["IMAGE_SIZE"][0]
+    if args.weights:
+        try:
+            hrnet_fast.load_checkpoint(model, args.weights, strict=True)
+        except (CheckpointReadError, CheckpointMismatchError) as exc:
+            args.parser.error(f"--weights {args.weights}: {exc}")
+        model.eval()
+    else:
+        _progress("no --weights: exporting RANDOM weights (BatchNorm statistics measured on random images); the graph "
+                  "is the real one, its outputs mean nothing")
+        realistic_random_init(model, image_hw=(h, w), seed=0, batches=1, batch_size=2)
+    if args.optimize:
+        model = hrnet_fast.optimize(model)
+    dtype = _dtype(args.dtype)
+    decode = None if args.decode == "none" else args.decode
+    _progress(f"exporting {args.config} ({h}x{w}, batch {args.batch}, {args.dtype}, opset {args.opset}"
+              f"{', decode ' + decode if decode else ''}{', TensorRT plugin nodes' if args.trt_plugins else ''})")
+    t0 = time.perf_counter()
+    export_onnx(model, args.out, batch=args.batch, dtype=dtype, opset=args.opset, decode=decode,
+                trt_plugins=args.trt_plugins)
+    names = "images -> heatmaps" if decode is None else "images, center, scale -> heatmaps, coords, maxvals"
+    print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB, {names}) in {time.perf_counter() - t0:.1f} s")
+    if not args.check:
+        return 0
+    errors = verify_onnx(args.out, model)
+    tol = 1e-4 if args.dtype == "fp32" else 1e-2
+    print("onnxruntime vs torch: " + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    if not errors["heatmaps_rel"] <= tol:
+        print(f"hrnet-fast export: the ONNX heatmaps differ from torch's by more than {tol:.0e} (relative)")
+        return 1
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -477,7 +565,7 @@ class _BatchAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hrnet-fast", description="A drop-in, faster HRNet: benchmarks, equivalence checks, environment info.")
+    p = argparse.ArgumentParser(prog="hrnet-fast", description="A drop-in, faster HRNet: benchmarks, equivalence checks, environment info, ONNX export.")
     p.add_argument("--version", action="version", version=f"hrnet-fast {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -511,6 +599,28 @@ def build_parser() -> argparse.ArgumentParser:
                                    "mismatch, or when nothing could be compared.")
     c.add_argument("--device", default="auto", type=_device_arg, help="auto, cpu, cuda or cuda:N (default: auto)")
     c.set_defaults(func=cmd_check, validate=_validate_check, parser=c)
+
+    e = sub.add_parser("export", help="write an ONNX model (torch.onnx dynamo exporter); --check runs it in onnxruntime",
+                       description="Export the network (and optionally heatmap decoding) to ONNX with torch.onnx.export(dynamo=True). "
+                                   "Input 'images' (N, 3, H, W), normalised crops; output 'heatmaps'; with --decode also inputs "
+                                   "'center', 'scale' (N, 2) and outputs 'coords' (N, K, 2), 'maxvals' (N, K, 1). Needs torch >= 2.6 "
+                                   "and pip install \"hrnet_fast[export]\".")
+    e.add_argument("--config", default="w32_256x192", help="config name or official experiment YAML (default: w32_256x192)")
+    e.add_argument("--weights", default=None, help="an official/mmpose checkpoint (default: random weights, said so)")
+    e.add_argument("--out", required=True, help="the .onnx file to write (weights included)")
+    e.add_argument("--batch", default="dynamic", type=_export_batch,
+                   help="'dynamic' (a dimension named batch) or a fixed batch size (default: dynamic)")
+    e.add_argument("--dtype", default="fp32", choices=EXPORT_DTYPES, help="weights, images and heatmaps (default: fp32)")
+    e.add_argument("--opset", default=18, type=int, help="ONNX opset, 18 or higher (default: 18)")
+    e.add_argument("--decode", default="none", choices=EXPORT_DECODES,
+                   help="include keypoint decoding in the graph (default: none)")
+    e.add_argument("--trt-plugins", action="store_true",
+                   help="emit each exchange unit as an hrnet_fast.FusedExchange node for a TensorRT plugin (onnxruntime cannot run it)")
+    e.add_argument("--optimize", action="store_true",
+                   help="export hrnet_fast.optimize(model), what you run in torch (same graph; --check compares against it)")
+    e.add_argument("--check", action="store_true",
+                   help="run the ONNX model in onnxruntime (CPU) against torch on random inputs; exit 1 past 1e-4 (fp32)")
+    e.set_defaults(func=cmd_export, validate=_validate_export, parser=e)
     return p
 
 

@@ -264,8 +264,16 @@ def decode_heatmaps_reference(
     method: int,
     shift: bool,
     blur_kernel: int,
+    coord_dtype: torch.dtype = torch.float64,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The torch backend: validated inputs (see ``decode_heatmaps``), method as its integer code."""
+    """The torch backend: validated inputs (see ``decode_heatmaps``), method as its integer code.
+
+    ``coord_dtype`` is the dtype of the argmax/quarter coordinate arithmetic and the back-transform
+    (float64, as the official numpy code, by default). :func:`hrnet_fast.export_onnx` passes float32, since
+    TensorRT has no float64: pixel positions and quarter offsets are exact in float32, so only the
+    back-transform's two roundings differ (a few float32 ulps of the image coordinates). DARK/UDP
+    refinements stay in float64 either way.
+    """
     n, k, h, w = heatmaps.shape
     hm = _flip_merge_torch(heatmaps, flipped, flip_perm, shift) if flipped is not None else heatmaps.float()
     flat = hm.reshape(n, k, h * w)
@@ -277,13 +285,13 @@ def decode_heatmaps_reference(
     pos = maxvals > 0  # False for NaN, as in the official code
     ix = torch.where(pos, idx % w, torch.zeros_like(idx))
     iy = torch.where(pos, torch.div(idx, w, rounding_mode="floor"), torch.zeros_like(idx))
-    px, py = ix.double(), iy.double()
+    px, py = ix.to(coord_dtype), iy.to(coord_dtype)
     if method == METHODS["quarter"] and flat.numel():
         inside = (ix > 1) & (ix < w - 1) & (iy > 1) & (iy < h - 1)
         dx = _gather(flat, iy, ix + 1, h, w) - _gather(flat, iy, ix - 1, h, w)
         dy = _gather(flat, iy + 1, ix, h, w) - _gather(flat, iy - 1, ix, h, w)
-        px = px + torch.where(inside, torch.sign(dx).double() * 0.25, torch.zeros_like(px))
-        py = py + torch.where(inside, torch.sign(dy).double() * 0.25, torch.zeros_like(py))
+        px = px + torch.where(inside, torch.sign(dx).to(coord_dtype) * 0.25, torch.zeros_like(px))
+        py = py + torch.where(inside, torch.sign(dy).to(coord_dtype) * 0.25, torch.zeros_like(py))
     elif method == METHODS["dark"] and flat.numel():
         lg, ok = _blur_log(hm, maxvals, blur_kernel, 1e-10, None)
         g = lambda oy, ox: _gather(lg, iy + oy, ix + ox, h, w)  # noqa: E731
@@ -324,8 +332,8 @@ def decode_heatmaps_reference(
         px = px - torch.where(use, ox, torch.zeros_like(ox))
         py = py - torch.where(use, oy, torch.zeros_like(oy))
     if center is not None:
-        c = center.double()
-        s = scale.double()
+        c = center.to(torch.promote_types(coord_dtype, px.dtype))
+        s = scale.to(c.dtype)
         if method == METHODS["udp"]:
             px = px / max(w - 1, 1) * 200.0 * s[:, :1] + c[:, :1] - 100.0 * s[:, :1]
             py = py / max(h - 1, 1) * 200.0 * s[:, 1:] + c[:, 1:] - 100.0 * s[:, 1:]

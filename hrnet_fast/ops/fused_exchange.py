@@ -63,7 +63,10 @@ def _check_args(
     if isinstance(lows, torch.Tensor) or not isinstance(lows, (list, tuple)):
         raise TypeError(f"{_OP}: lows must be a list or tuple of (N, C_j, H/s_j, W/s_j) tensors, got {type(lows).__name__}")
     n_low = len(lows)
-    N, C, H, W = (int(v) for v in base.shape)
+    # the batch size stays a (possibly symbolic) size: int() of it would specialise a dynamic batch to the
+    # example's under torch.export; channels and spatial sizes are static in every traced HRNet
+    N = base.shape[0]
+    C, H, W = (int(v) for v in base.shape[1:])
 
     def seq(name: str, value: Weights) -> List[Optional[torch.Tensor]]:
         if value is None:
@@ -92,7 +95,8 @@ def _check_args(
         same_place(f"lows[{j}]", low)
         if low.dim() != 4:
             raise ValueError(f"{_OP}: lows[{j}] must have shape (N, C_j, H/s, W/s), got shape {tuple(low.shape)}")
-        n, cj, h, w = (int(v) for v in low.shape)
+        n = low.shape[0]
+        cj, h, w = (int(v) for v in low.shape[1:])
         if n != N:
             raise ValueError(f"{_OP}: lows[{j}] has batch size {n} but base has {N}")
         if h <= 0 or w <= 0 or H % h or W % w:
