@@ -337,7 +337,7 @@ def crop_boxes_reference(flat: torch.Tensor, meta: torch.Tensor, image_index: to
         ok = inside & (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
         pos = off + (torch.minimum(torch.maximum(yi, torch.zeros_like(yi)), h - 1) * w
                      + torch.minimum(torch.maximum(xi, torch.zeros_like(xi)), w - 1)) * 3
-        px = flat[pos.unsqueeze(-1) + chan].float()
+        px = torch.take(flat, pos.unsqueeze(-1) + chan).float()
         return torch.where(ok.unsqueeze(-1), px, torch.zeros_like(px))
 
     p00, p01 = tap(0, 0), tap(0, 1)
