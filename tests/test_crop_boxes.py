@@ -652,3 +652,32 @@ def test_gpu_offsets_beyond_2_31(backend):
     ours = hrnet_fast.ops.crop_boxes([big, small.cuda()], torch.tensor([1], device="cuda"), c, s, (32, 24), backend=backend)
     ref = hrnet_fast.ops.crop_boxes([small], torch.tensor([0]), c.cpu(), s.cpu(), (32, 24), backend="torch")
     torch.testing.assert_close(ours.cpu(), ref, rtol=0, atol=1e-5)
+
+
+_COMPILE_SCRIPT = r"""
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import hrnet_fast
+kern = hrnet_fast._backends.triton_kernels("crop_boxes")
+fn = kern._crop_kernel
+types = {"img_ptr": "*u8", "meta_ptr": "*i64", "index_ptr": "*i64", "aff_ptr": "*fp64",
+         "m0": "i32", "N": "i32", "H": "i32", "W": "i32", "os_m": "i64", "os_c": "i32", "os_h": "i32", "os_w": "i32",
+         "k0": "fp32", "k1": "fp32", "k2": "fp32", "b0": "fp32", "b1": "fp32", "b2": "fp32"}
+for out, swap in (("*fp32", True), ("*fp16", False), ("*bf16", True)):
+    consts = dict(S0=2 if swap else 0, S1=1, S2=0 if swap else 2, BH=8, BW=64)
+    sig = {n: ("constexpr" if n in consts else dict(types, out_ptr=out)[n]) for n in fn.arg_names}
+    compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts),
+                              target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    assert compiled.asm.get("cubin"), out
+    print("compiled", out)
+"""
+
+
+@pytest.mark.slow
+def test_triton_kernel_compiles_for_sm90():
+    """Compile (not run) the Triton kernel for sm_90 through ptxas for each output dtype: the interpreter
+    does not type-check like the compiler. In a subprocess (this process runs the interpreter)."""
+    from _triton_compile import compile_script_or_skip
+
+    assert compile_script_or_skip(_COMPILE_SCRIPT).count("compiled") == 3

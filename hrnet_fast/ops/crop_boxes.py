@@ -330,7 +330,8 @@ def crop_boxes_reference(flat: torch.Tensor, meta: torch.Tensor, image_index: to
     fx0, fy0 = torch.floor(sx), torch.floor(sy)
     fx, fy = (sx - fx0).float().unsqueeze(-1), (sy - fy0).float().unsqueeze(-1)
     x0, y0 = fx0.long(), fy0.long()
-    chan = torch.tensor([2, 1, 0] if swap_rb else [0, 1, 2], dtype=torch.int64, device=dev)
+    # built on the device (no host-to-device copy): the source channel of each output channel
+    chan = torch.arange(2, -1, -1, device=dev) if swap_rb else torch.arange(3, device=dev)
 
     def tap(dy: int, dx: int) -> torch.Tensor:  # (M, H, W, 3) float32, 0 outside the image
         xi, yi = x0 + dx, y0 + dy
@@ -346,7 +347,8 @@ def crop_boxes_reference(flat: torch.Tensor, meta: torch.Tensor, image_index: to
     bot = p10 + fx * (p11 - p10)
     v = top + fy * (bot - top)
     sc, bi = _norm_constants(mean, std)
-    v = v * torch.tensor(sc, dtype=torch.float32, device=dev) + torch.tensor(bi, dtype=torch.float32, device=dev)
+    # a Python scalar meets a float32 tensor as a float32 value: the kernels' float32 constants, no upload
+    v = torch.stack([v[..., c] * sc[c] + bi[c] for c in range(3)], dim=-1)
     v = torch.where(nan.unsqueeze(-1), torch.full_like(v, math.nan), v)
     return v.permute(0, 3, 1, 2).to(dtype).contiguous(memory_format=fmt)
 
