@@ -341,6 +341,9 @@ class PoseEstimator:
         if self.oks_nms is not None and self.num_joints not in (None, len(COCO_SIGMAS)):
             raise ValueError(f"{_E}: oks_nms uses the 17 COCO keypoint sigmas; this model has {self.num_joints} joints")
         self.channels_last = bool(getattr(self.model, "input_channels_last", False))
+        # benchmarks/bench_pipeline.py sets a callable(stage name) here, called after each stage of a chunk
+        # (crop: input checks, box transform, copies and crop_boxes; forward; decode), to time the stages
+        self._stage_hook = None
         self.pad_batches = (self.device.type == "cuda") if pad_batches is None else bool(pad_batches)
 
     # ---------------------------------------------------------------- construction
@@ -534,11 +537,19 @@ class PoseEstimator:
 
     def _run(self, images, plan: "_Plan") -> List[PoseResult]:
         m = plan.center.shape[0]
+        mark = self._stage_hook
         chunks = []
         for a in range(0, m, self.max_batch):
             b = min(m, a + self.max_batch)
             crops = self._crop(images, plan, a, b)
-            chunks.append(self._decode(self._forward(crops), plan, a, b))
+            if mark is not None:
+                mark("crop")
+            heatmaps = self._forward(crops)
+            if mark is not None:
+                mark("forward")
+            chunks.append(self._decode(heatmaps, plan, a, b))
+            if mark is not None:
+                mark("decode")
         k = chunks[0].shape[1] if chunks else (self.num_joints or 17)
         kpts = torch.cat(chunks, 0) if chunks else torch.zeros((0, k, 3), device=self.device)
         s = kpts[:, :, 2]

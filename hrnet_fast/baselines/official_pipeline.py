@@ -13,6 +13,9 @@ From leoxiaobin/deep-high-resolution-net.pytorch:
 - ``lib/utils/transforms.py`` and ``lib/core/inference.py`` through :mod:`hrnet_fast.baselines.official_numpy`
   (``get_final_preds``, ``flip_back``, ``get_dir``, ``get_3rd_point``), with OpenCV's own ``getAffineTransform``.
 
+``exact_warp=True`` (not official) replaces ``cv2.warpAffine`` by the same warp computed exactly
+(:func:`warp_affine_exact`): the recipe without OpenCV's rounding, to tell that rounding from other differences.
+
 Two batchings: ``batch="image"`` (what ``validate()`` does with a data loader: every box of the image in one
 forward, then the mirrored crops in a second forward) and ``batch="box"`` (what the official
 ``demo/inference.py`` does: one forward per box, here with the flip test added).
@@ -81,11 +84,41 @@ def get_affine_transform(center, scale, rot, output_size, shift=np.array([0, 0],
     return cv2.getAffineTransform(np.float32(src), np.float32(dst))
 
 
-def crop_person(image_rgb: np.ndarray, center, scale, image_size: Sequence[int]) -> np.ndarray:
-    """``cv2.warpAffine`` of the official ``__getitem__`` (rotation 0): an (H, W, 3) uint8 crop."""
+def crop_person(image_rgb: np.ndarray, center, scale, image_size: Sequence[int], exact: bool = False) -> np.ndarray:
+    """``cv2.warpAffine`` of the official ``__getitem__`` (rotation 0): an (H, W, 3) uint8 crop; with ``exact``
+    the same warp without OpenCV's quantisation (:func:`warp_affine_exact`, float32 crop)."""
     cv2 = _cv2()
     trans = get_affine_transform(center, scale, 0, image_size)
-    return cv2.warpAffine(image_rgb, trans, (int(image_size[0]), int(image_size[1])), flags=cv2.INTER_LINEAR)
+    size = (int(image_size[0]), int(image_size[1]))
+    if exact:
+        return warp_affine_exact(image_rgb, trans, size)
+    return cv2.warpAffine(image_rgb, trans, size, flags=cv2.INTER_LINEAR)
+
+
+def warp_affine_exact(image: np.ndarray, trans: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """What ``cv2.warpAffine(image, trans, size, flags=cv2.INTER_LINEAR)`` (constant zero border) computes, in
+    float64 and without its quantisation: no rounding of the result to uint8, no 1/32-pixel sample positions
+    (OpenCV 4's fixed-point tables). Not official: the recipe's reference without OpenCV's rounding. Returns an
+    (H, W, C) float32 crop on the 0..255 scale."""
+    cv2 = _cv2()
+    w, h = int(size[0]), int(size[1])
+    inv = cv2.invertAffineTransform(np.asarray(trans, dtype=np.float64))
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    x0, y0 = np.floor(sx), np.floor(sy)
+    fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
+    img = image.reshape(image.shape[0], image.shape[1], -1).astype(np.float64)
+    ih, iw = img.shape[:2]
+
+    def tap(yy, xx):  # a neighbour outside the image is 0 (BORDER_CONSTANT)
+        ok = (xx >= 0) & (xx < iw) & (yy >= 0) & (yy < ih)
+        v = img[np.clip(yy, 0, ih - 1).astype(np.int64), np.clip(xx, 0, iw - 1).astype(np.int64)]
+        return np.where(ok[..., None], v, 0.0)
+
+    out = (tap(y0, x0) * (1 - fx) * (1 - fy) + tap(y0, x0 + 1) * fx * (1 - fy)
+           + tap(y0 + 1, x0) * (1 - fx) * fy + tap(y0 + 1, x0 + 1) * fx * fy)
+    return out.astype(np.float32)
 
 
 def to_tensor_normalize(crop: np.ndarray, mean=MEAN, std=STD) -> torch.Tensor:
@@ -108,7 +141,7 @@ class OfficialPipeline:
 
     def __init__(self, model: torch.nn.Module, image_size: Sequence[int], flip_pairs=COCO_FLIP_PAIRS,
                  device="cpu", flip_test: bool = True, shift_heatmap: bool = True, color_rgb: bool = True,
-                 batch: str = "image", float_crops: bool = False):
+                 batch: str = "image", exact_warp: bool = False):
         if batch not in ("image", "box"):
             raise ValueError(f"OfficialPipeline: batch must be 'image' or 'box', got {batch!r}")
         self.model = model.eval()
@@ -119,7 +152,7 @@ class OfficialPipeline:
         self.shift_heatmap = shift_heatmap
         self.color_rgb = color_rgb
         self.batch = batch
-        self.float_crops = float_crops
+        self.exact_warp = exact_warp
         self.last_times: Dict[str, float] = {}
         self.last_crops: Optional[torch.Tensor] = None
         self.last_heatmaps: Optional[np.ndarray] = None
@@ -155,10 +188,8 @@ class OfficialPipeline:
         cv2 = _cv2()
         t0 = time.perf_counter()
         image = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB) if self.color_rgb else image_bgr
-        if self.float_crops:  # not official: warpAffine interpolates in float32 and keeps the fractions
-            image = image.astype(np.float32)
         center, scale = self.centers_scales(boxes_xywh)
-        inputs = [to_tensor_normalize(crop_person(image, c, s, self.image_size)) for c, s in zip(center, scale)]
+        inputs = [to_tensor_normalize(crop_person(image, c, s, self.image_size, self.exact_warp)) for c, s in zip(center, scale)]
         batches = [torch.stack(inputs)] if self.batch == "image" else [x.unsqueeze(0) for x in inputs]
         t1 = time.perf_counter()
         outs = [self._forward(x) for x in batches]
