@@ -358,7 +358,7 @@ class PoseEstimator:
                 if weights is not None:
                     model = copy.deepcopy(model)
                     load_checkpoint(model, weights)
-                return optimize(model.eval(), dtype=default_dtype).to(self.device)
+                return optimize(model, dtype=default_dtype).to(self.device)  # optimize() puts its copy in eval mode
             if weights is not None:
                 raise ValueError(f"{_E}: weights were given with a model that has no BatchNorm (already optimized?): "
                                  f"load them into the plain model before optimize(), or pass the config")
