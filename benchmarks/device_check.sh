@@ -80,6 +80,9 @@ step exchange-table 30 $PY benchmarks/exchange_table.py --device cuda --models w
   --dtypes float16 --modes fwd --providers torch cuda triton --rounds 2 --min-time 0.05 --out "$TMP/exchange.json"
 step decode-table 25 $PY benchmarks/decode_table.py --device cuda --shapes 64x48 --batches 1,64 --dtypes fp16 \
   --methods quarter,flip_quarter,dark --rounds 3 --budget 0.1 --json "$TMP/decode.json"
+# The whole pipeline: host image to host keypoints, 1 and 64 persons per call (targets < 2 ms and >= 4000 persons/s),
+# and the official recipe beside it where OpenCV is installed.
+step pipeline 40 $PY benchmarks/bench_pipeline.py --device cuda --no-demo --rounds 2 --min-time 2 --out "$TMP/pipeline.json"
 if command -v compute-sanitizer >/dev/null 2>&1; then
   step sanitizer 20 compute-sanitizer --tool memcheck --error-exitcode 7 $PY benchmarks/sanitize_cuda.py
 else

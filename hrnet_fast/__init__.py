@@ -6,6 +6,9 @@
     fast = hrnet_fast.optimize(model)                          # BN folded, fused exchange units
     heatmaps = fast(images)                                    # (N, 17, 64, 48)
 
+    estimator = hrnet_fast.PoseEstimator("w32_256x192", weights="pose_hrnet_w32_256x192.pth")
+    result = estimator(image_bgr, boxes_xywh)                  # keypoints (M, 17, 3) in image pixels
+
 ``hrnet_fast.backends()`` tells which compute backends (torch, cpp, cuda, triton) run here and why not.
 
 The public names are imported on first use (PEP 562), so that ``import hrnet_fast`` and
@@ -38,9 +41,13 @@ _LAZY = {
     "decode_heatmaps": ".ops.decode_heatmaps",
     "flip_merge": ".ops.decode_heatmaps",
     "export_onnx": ".export",
+    "boxes_to_center_scale": ".ops.crop_boxes",
+    "PoseEstimator": ".estimator",
+    "PoseResult": ".estimator",
 }
 # submodules reachable as attributes after a bare `import hrnet_fast` (as when __init__ imported them eagerly)
-_SUBMODULES = ("_backends", "baselines", "checkpoint", "checks", "cli", "config", "export", "models", "ops")
+_SUBMODULES = ("_backends", "baselines", "checkpoint", "checks", "cli", "config", "estimator", "export", "models", "ops",
+               "predict")
 
 __all__ = [
     "CONFIGS",
@@ -60,6 +67,9 @@ __all__ = [
     "decode_heatmaps",
     "flip_merge",
     "export_onnx",
+    "boxes_to_center_scale",
+    "PoseEstimator",
+    "PoseResult",
 ]
 
 if TYPE_CHECKING:  # what static tools see; at run time __getattr__ below imports these on first use
@@ -68,6 +78,8 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ below import
     from .config import CONFIGS, ConfigError  # noqa: F401
     from .export import export_onnx  # noqa: F401
     from .models.pose_hrnet import ExchangeUnit, PoseHighResolutionNet, pose_hrnet  # noqa: F401
+    from .estimator import PoseEstimator, PoseResult  # noqa: F401
+    from .ops.crop_boxes import boxes_to_center_scale  # noqa: F401
     from .ops.decode_heatmaps import COCO_FLIP_PAIRS, MPII_FLIP_PAIRS, decode_heatmaps, flip_merge  # noqa: F401
     from .optimize import fold_batchnorm, optimize  # noqa: F401
 

@@ -86,15 +86,19 @@ def _triton_import_error() -> Optional[str]:
 def triton_kernels(name: str):
     """Import the Triton kernel module ``hrnet_fast.kernels.<name>``.
 
-    Installed packages ship ``kernels/`` as ``hrnet_fast.kernels``. In a source checkout used without
-    installing (``python setup.py build_ext --inplace`` then ``PYTHONPATH=.``), the top-level ``kernels/``
-    folder is mounted under that name here.
+    Installed packages ship ``kernels/`` as ``hrnet_fast.kernels``. In a source checkout (this package sits
+    next to ``kernels/`` and ``pyproject.toml``), that checkout's ``kernels/`` folder is mounted under that
+    name here, even where another copy is installed: an editable install of one checkout (its finder
+    maps ``hrnet_fast.kernels`` to its own folder) must not serve the kernels of another checkout or
+    worktree run with ``PYTHONPATH=.``.
     """
     full = f"hrnet_fast.kernels.{name}"
     if full in sys.modules:
         return sys.modules[full]
-    if "hrnet_fast.kernels" not in sys.modules and importlib.util.find_spec("hrnet_fast.kernels") is None:
-        src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = os.path.join(root, "kernels")
+    checkout = os.path.isfile(os.path.join(root, "pyproject.toml")) and os.path.isfile(os.path.join(src, "__init__.py"))
+    if "hrnet_fast.kernels" not in sys.modules and (checkout or importlib.util.find_spec("hrnet_fast.kernels") is None):
         spec = importlib.util.spec_from_file_location(
             "hrnet_fast.kernels", os.path.join(src, "__init__.py"), submodule_search_locations=[src]
         )

@@ -1,4 +1,4 @@
-"""The ``hrnet-fast`` command line: ``bench``, ``info``, ``check``, ``export``.
+"""The ``hrnet-fast`` command line: ``bench``, ``info``, ``check``, ``export``, ``predict``, ``eval``.
 
     hrnet-fast bench [--config w32_256x192] [--batch 1,8] [--dtype fp32] [--device auto]
                      [--backend auto] [--weights PATH] [--json OUT] [--quick]
@@ -6,7 +6,12 @@
     hrnet-fast check [--device auto]
     hrnet-fast export --out model.onnx [--config w32_256x192] [--weights PATH] [--batch dynamic] [--dtype fp32]
                       [--opset 18] [--decode none] [--trt-plugins] [--optimize] [--check]
+    hrnet-fast predict --config C --weights W.pth IMAGES_OR_DIR [--ann A] [--boxes D] --out keypoints.json
+    hrnet-fast predict --config C --weights W.pth --video in.mp4 [--boxes per_frame.json] --draw-video out.mp4
+    hrnet-fast eval --ann A (--results keypoints.json | --config C --weights W.pth --images DIR [--boxes D])
     hrnet-fast --version
+
+``predict`` and ``eval`` are implemented in :mod:`hrnet_fast.predict` (imported when they run).
 
 Arguments are checked before any work starts: a bad one prints the usage and a one-line error and exits
 with status 2 (argparse's convention). torch and the package are imported only once a command runs, so
@@ -552,6 +557,52 @@ def cmd_export(args) -> int:
         return 1
     return 0
 
+# ---------------------------------------------------------------------------------------------- predict, eval
+# The work lives in hrnet_fast/predict.py, imported only when one of these commands runs.
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _from_predict(name: str):
+    def call(*args):
+        from . import predict
+
+        return getattr(predict, name)(*args)
+
+    call.__name__ = name
+    return call
+
+
+def _add_predict_args(p: argparse.ArgumentParser, required: bool) -> None:
+    """The model and running options of predict (required: --config, --weights) and eval (optional)."""
+    p.add_argument("--config", default=None, required=required, help="config name or official experiment YAML (e.g. w32_256x192)")
+    p.add_argument("--weights", default=None, required=required, help="official or mmpose checkpoint (.pth); see the README, 'Weights'")
+    p.add_argument("--boxes", default=None,
+                   help="person detections in the COCO results format (image_id, bbox [x, y, w, h], score, category_id 1), "
+                        "keyed by the --ann image ids (or the file names without --ann); for --video: per frame index")
+    p.add_argument("--box-format", default="xywh", choices=("xywh", "xyxy"), help="how --boxes gives a box (default: xywh, COCO's)")
+    p.add_argument("--min-box-score", type=float, default=0.0, help="drop detections scoring below this (default: 0.0)")
+    p.add_argument("--out", default=None, help="write the keypoints here, COCO keypoint results format")
+    p.add_argument("--no-flip", action="store_true", help="no flip test (about twice as fast, slightly less accurate)")
+    p.add_argument("--decode", default="quarter", choices=("quarter", "argmax", "dark", "udp"),
+                   help="heatmap decoding (default: quarter, the official one)")
+    p.add_argument("--device", default="auto", type=_device_arg, help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--dtype", default="auto", choices=("auto",) + tuple(sorted(DTYPE_NAMES)),
+                   help="compute dtype (default: fp16 on CUDA, fp32 on the CPU)")
+    p.add_argument("--max-batch", type=_positive_int, default=64,
+                   help="persons per forward; the flip test doubles the forward batch (default: 64)")
+    p.add_argument("--oks-nms", type=float, default=None, help="apply the official OKS-NMS with this threshold (official: 0.9)")
+    p.add_argument("--workers", type=_positive_int, default=2, help="threads reading images (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
 
 # ---------------------------------------------------------------------------------------------- main
 
@@ -565,7 +616,8 @@ class _BatchAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hrnet-fast", description="A drop-in, faster HRNet: benchmarks, equivalence checks, environment info, ONNX export.")
+    p = argparse.ArgumentParser(prog="hrnet-fast", description="A drop-in, faster HRNet: benchmarks, equivalence checks, environment "
+                                                               "info, ONNX export, pose estimation of images and videos, COCO evaluation.")
     p.add_argument("--version", action="version", version=f"hrnet-fast {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -621,6 +673,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--check", action="store_true",
                    help="run the ONNX model in onnxruntime (CPU) against torch on random inputs; exit 1 past 1e-4 (fp32)")
     e.set_defaults(func=cmd_export, validate=_validate_export, parser=e)
+
+    pr = sub.add_parser("predict", help="images (or a video) and person boxes to COCO keypoint results",
+                        description="Top-down pose estimation of images or a video: boxes from --boxes (detections), the "
+                                    "ground truth of --ann, or the whole image; keypoints written in the COCO keypoint "
+                                    "results format. Under torchrun the images are sharded over the ranks and rank 0 "
+                                    "writes one merged file. Needs OpenCV (pip install 'hrnet_fast[pipeline]').")
+    pr.add_argument("inputs", nargs="*", metavar="IMAGES_OR_DIR", help="image files or directories (with --ann: the image directory)")
+    pr.add_argument("--ann", default=None, help="COCO annotation file: image ids and file names (and person boxes without --boxes)")
+    pr.add_argument("--draw", default=None, metavar="OUTDIR", help="write each image with its poses drawn to this directory")
+    pr.add_argument("--video", default=None, help="a video file instead of images (read with OpenCV)")
+    pr.add_argument("--draw-video", default=None, metavar="OUT.mp4", help="write the video with the poses drawn (mp4v)")
+    _add_predict_args(pr, required=True)
+    pr.set_defaults(func=_from_predict("cmd_predict"), validate=_from_predict("validate_predict"), parser=pr)
+
+    ev = sub.add_parser("eval", help="COCO keypoint AP of a results file (or predict, then evaluate)",
+                        description="Print pycocotools' keypoint AP table (AP, AP .5, AP .75, AP (M), AP (L), AR, ...) of "
+                                    "--results against --ann, or run predict on --images first (with --config and "
+                                    "--weights). Needs pycocotools (pip install 'hrnet_fast[pipeline]').")
+    ev.add_argument("--ann", required=True, help="COCO person keypoint annotation file (e.g. person_keypoints_val2017.json)")
+    ev.add_argument("--results", default=None, help="keypoint results (COCO results format) to evaluate")
+    ev.add_argument("--images", default=None, metavar="DIR", help="with --config: the image directory of --ann")
+    ev.add_argument("--json", default=None, help="also write the stats as JSON here")
+    _add_predict_args(ev, required=False)
+    ev.set_defaults(func=_from_predict("cmd_eval"), validate=_from_predict("validate_eval"), parser=ev, draw=None)
     return p
 
 

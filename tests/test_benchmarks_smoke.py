@@ -77,6 +77,41 @@ def test_decode_table_tiny(tmp_path):
     assert {"numpy_official", "torch"} <= {r["provider"] for r in rows}
 
 
+def test_bench_crop_boxes_quick(tmp_path):
+    out = tmp_path / "crop.json"
+    res = _run([os.path.join(BENCH, "bench_crop_boxes.py"), "--device", "cpu", "--quick", "--out", str(out)])
+    assert "wrote" in res.stdout and "ms/box" in res.stdout
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "crop_boxes" and doc["config"]["quick"] is True
+    for field in ("device", "device_name", "torch", "opencv", "commit", "threads"):
+        assert field in doc["env"], field
+    provs = {r["provider"] for r in doc["rows"]}
+    assert "torch" in provs and provs | set(doc["skipped"]) >= {"cv2", "torch", "cpp", "cuda", "triton"}
+    for r in doc["rows"]:
+        assert r["median_ms"] > 0 and r["p20_ms"] <= r["p80_ms"], r
+        if "cv2" in provs and r["provider"] != "cv2":
+            # OpenCV rounds its crops to uint8; the fixed-point releases (4.x) move sample points by 1/64 px
+            assert r["speedup_vs_cv2"] > 0 and r["max_diff_vs_cv2_levels"] <= 5, r
+
+
+def test_bench_pipeline_quick(tmp_path):
+    pytest.importorskip("cv2", reason="the official recipe in bench_pipeline.py uses OpenCV")
+    out = tmp_path / "pipeline.json"
+    res = _run([os.path.join(BENCH, "bench_pipeline.py"), "--device", "cpu", "--quick", "--out", str(out)], timeout=300)
+    assert "wrote" in res.stdout and "per stage, hrnet_fast vs official" in res.stdout
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "pipeline" and doc["complete"] is True and doc["setup"]["quick"] is True
+    for field in ("device", "device_name", "torch", "opencv", "commit", "threads", "load_average"):
+        assert field in doc["env"], field
+    names = [r["pipeline"] for r in doc["rows"]]
+    assert names[0].startswith("official, validate") and names[1].startswith("official, demo") and names[2].startswith("hrnet_fast")
+    for r in doc["rows"]:
+        assert r["total_ms"] > 0 and r["p20_ms"] <= r["p80_ms"] and set(r["stages_ms"]) == {"crop", "forward", "decode"}, r
+    ours = doc["rows"][-1]
+    assert ours["speedup_vs_validate"] > 0 and ours["speedup_vs_demo"] > 0
+    assert 0 <= doc["keypoints_equal_to_official_fraction"] <= 1 and doc["gpu_targets"] is None
+
+
 def test_pytest_benchmark_suites_quick(tmp_path):
     out = tmp_path / "bench.json"
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", BENCH,

@@ -19,3 +19,37 @@ def test_readme_quick_start_runs(tmp_path):
     assert scope["heatmaps"].shape == (8, 17, 64, 48)
     assert scope["coords"].shape == (8, 17, 2) and scope["maxvals"].shape == (8, 17, 1)
     assert torch.isfinite(scope["coords"]).all()
+
+
+def _block(after: str) -> str:
+    text = open(README).read()
+    return re.search(r"```python\n(.*?)```", text[text.index(after):], re.S).group(1)
+
+
+def test_readme_quick_start_runs_as_written_on_a_fresh_clone(tmp_path, monkeypatch):
+    """No weights file in the working directory: the checkpoint line is skipped, the rest runs."""
+    monkeypatch.chdir(tmp_path)
+    block = re.search(r"```python\n(.*?)```", open(README).read(), re.S).group(1)
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert scope["heatmaps"].shape == (8, 17, 64, 48) and torch.isfinite(scope["coords"]).all()
+
+
+def test_readme_pipeline_example_runs(tmp_path):
+    import numpy as np
+    import pytest
+
+    import hrnet_fast
+
+    cv2 = pytest.importorskip("cv2", reason="the example reads its image with OpenCV")
+    block = _block("## Pipeline: images and boxes to keypoints")
+    ckpt = tmp_path / "pose_hrnet_w32_256x192.pth"
+    torch.save(hrnet_fast.pose_hrnet("w32_256x192").state_dict(), ckpt)
+    photo = tmp_path / "people.jpg"
+    cv2.imwrite(str(photo), np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    assert '"pose_hrnet_w32_256x192.pth"' in block and '"people.jpg"' in block
+    code = block.replace('"pose_hrnet_w32_256x192.pth"', repr(str(ckpt))).replace('"people.jpg"', repr(str(photo)))
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["result"].keypoints.shape == (2, 17, 3) and scope["kp"].shape == (2, 17, 3)
+    assert scope["result"].scores.shape == (2,)
