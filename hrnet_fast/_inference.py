@@ -48,8 +48,12 @@ class FusedConv2d(nn.Conv2d):
     weights are reordered once for oneDNN, so changing them after the first call is not seen.
     """
 
-    _impl: Dict[Tuple[torch.device, torch.dtype], str]
+    _impl: Dict[Tuple[torch.device, torch.dtype, bool], str]
     _packed: Dict[Tuple[int, ...], torch.Tensor]
+    # Measured on this project's CPU (2 threads, 3x3 convs, channels_last): plain ops win at 2.4M
+    # multiply-adds per call, oneDNN's fused call wins from 9.4M on (benchmarks: see the closing note of
+    # the "Fast by default" issue); the threshold sits between.
+    _MIN_ONEDNN_MACS = 4_000_000
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> "FusedConv2d":
@@ -64,15 +68,22 @@ class FusedConv2d(nn.Conv2d):
         new.bias = conv.bias
         new._impl = {}
         new._packed = {}
+        kh, kw = conv.kernel_size
+        sh, sw = conv.stride
+        # multiply-adds per input pixel (all channels): output pixels are input pixels / stride^2
+        new._macs_per_pixel = conv.out_channels * conv.in_channels // conv.groups * kh * kw // (sh * sw)
         return new
 
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None, relu: bool = False) -> torch.Tensor:  # type: ignore[override]
         if x.requires_grad or _exporting():
             return self._plain(x, residual, relu)
-        key = (x.device, x.dtype)
+        # oneDNN's fused call has a fixed cost (~20 us here) that only pays off above a few million
+        # multiply-adds: tiny convolutions (the low branches of a small image) stay on the plain ops
+        big = x.device.type != "cpu" or self._macs_per_pixel * x.numel() // x.shape[1] >= self._MIN_ONEDNN_MACS
+        key = (x.device, x.dtype, big)
         impl = self._impl.get(key)
         if impl is None:
-            impl = self._choose(x, residual, relu)
+            impl = self._choose(x, residual, relu, key)
         if impl == "mkldnn":
             return self._mkldnn(x, residual, relu)
         if impl == "cudnn" and relu:
@@ -87,13 +98,15 @@ class FusedConv2d(nn.Conv2d):
             y = y + residual
         return torch.relu(y) if relu else y
 
-    def _choose(self, x, residual, relu) -> str:
-        """Pick the implementation for (device, dtype) once: try the fused call, compare it with the plain
-        ops on this very input, and keep it only if it runs and agrees (to the dtype's rounding)."""
+    def _choose(self, x, residual, relu, key) -> str:
+        """Pick the implementation for ``key`` (device, dtype, size class) once: try the fused call, compare
+        it with the plain ops on this very input, and keep it only if it runs and agrees (to the dtype's
+        rounding)."""
         candidate = "plain"
-        if x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        big = key[2]
+        if big and x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
             candidate = "mkldnn"
-        elif x.device.type == "cuda" and x.dtype in (torch.float16, torch.float32) and torch.backends.cudnn.is_available():
+        elif big and x.device.type == "cuda" and x.dtype in (torch.float16, torch.float32) and torch.backends.cudnn.is_available():
             candidate = "cudnn"
         if candidate != "plain":
             try:
@@ -106,7 +119,7 @@ class FusedConv2d(nn.Conv2d):
                     candidate = "plain"
             except (RuntimeError, NotImplementedError):  # op missing in this build, layout or dtype refused
                 candidate = "plain"
-        self._impl[(x.device, x.dtype)] = candidate
+        self._impl[key] = candidate
         return candidate
 
     def _mkldnn(self, x, residual, relu):

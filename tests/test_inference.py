@@ -32,7 +32,8 @@ def _image(n=2, seed=1):
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("epilogue", ["none", "relu", "add", "add_relu"])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_fused_conv_matches_plain_ops(stride, epilogue, channels_last):
+def test_fused_conv_matches_plain_ops(stride, epilogue, channels_last, monkeypatch):
+    monkeypatch.setattr(_inference.FusedConv2d, "_MIN_ONEDNN_MACS", 0)  # a small test conv takes the fused path
     g = torch.Generator().manual_seed(2)
     conv = nn.Conv2d(8, 16, 3, stride, 1).eval()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -48,8 +49,21 @@ def test_fused_conv_matches_plain_ops(stride, epilogue, channels_last):
         for _ in range(2):  # the first call chooses the implementation, the second uses it
             got = fused(x, res, relu)
             assert_close_rel(got, want, 1e-5, f"FusedConv2d {epilogue}")
-    impl = fused._impl[(x.device, x.dtype)]
+    impl = fused._impl[(x.device, x.dtype, True)]
     assert impl == ("mkldnn" if torch.backends.mkldnn.is_available() else "plain")
+
+
+def test_fused_conv_keeps_tiny_convolutions_on_the_plain_ops():
+    # oneDNN's fused call costs a fixed ~20 us: below a few million multiply-adds the plain ops are faster
+    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(32, 32, 3, 1, 1).eval())
+    g = torch.Generator().manual_seed(12)
+    tiny, big = torch.randn(1, 32, 8, 8, generator=g), torch.randn(1, 32, 64, 64, generator=g)
+    with torch.no_grad():
+        assert_close_rel(conv(tiny, None, True), conv._plain(tiny, None, True), 1e-6, "tiny")
+        assert_close_rel(conv(big, None, True), conv._plain(big, None, True), 1e-5, "big")
+    cpu = torch.device("cpu")
+    assert conv._impl[(cpu, torch.float32, False)] == "plain"
+    assert conv._impl[(cpu, torch.float32, True)] == ("mkldnn" if torch.backends.mkldnn.is_available() else "plain")
 
 
 def test_fused_conv_falls_back_when_the_library_call_fails(monkeypatch):
@@ -59,16 +73,18 @@ def test_fused_conv_falls_back_when_the_library_call_fails(monkeypatch):
         raise RuntimeError("oneDNN refused this layout")
 
     monkeypatch.setattr(_inference.FusedConv2d, "_mkldnn", broken)
+    monkeypatch.setattr(_inference.FusedConv2d, "_MIN_ONEDNN_MACS", 0)
     x = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         out = conv(x, None, True)
-    assert conv._impl[(x.device, x.dtype)] == "plain"
+    assert conv._impl[(x.device, x.dtype, True)] == "plain"
     assert torch.equal(out, torch.relu(nn.functional.conv2d(x, conv.weight, conv.bias, 1, 1)))
 
 
 def test_fused_conv_rejects_a_disagreeing_library_result(monkeypatch):
     # the implementation is only kept if it agrees with the plain ops on the first input it sees
     conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1).eval())
+    monkeypatch.setattr(_inference.FusedConv2d, "_MIN_ONEDNN_MACS", 0)
     monkeypatch.setattr(_inference.FusedConv2d, "_mkldnn", lambda self, x, r, relu: self._plain(x, r, relu) + 1.0)
     with torch.no_grad():
         conv(torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(4)), None, True)
@@ -127,8 +143,11 @@ def test_plan_runs_the_fused_op_and_the_fused_convs(tiny, monkeypatch):
         fast(_image(n=1))
     n_rows = sum(len(u) for u in fast.exchange_units())
     assert len(calls) == n_rows  # one fused call per output branch, no argument check per call
-    impls = set(_inference.backend_summary(fast).values())
-    assert impls == ({"mkldnn"} if torch.backends.mkldnn.is_available() else {"plain"})
+    chosen = _inference.backend_summary(fast)
+    impls = {v for vals in chosen.values() for v in vals.split(",")}
+    # the big convolutions (the stem's, the high-resolution branch's) on oneDNN, the tiny ones plain
+    assert impls == ({"mkldnn", "plain"} if torch.backends.mkldnn.is_available() else {"plain"})
+    assert chosen["conv1"] == ("mkldnn" if torch.backends.mkldnn.is_available() else "plain")
 
 
 def test_plan_follows_a_model_moved_after_optimize(tiny):
