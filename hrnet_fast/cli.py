@@ -96,7 +96,8 @@ def _check_writable(parser: argparse.ArgumentParser, opt: str, path: str) -> Non
         os.remove(path)
 
 
-def _validate_bench(parser: argparse.ArgumentParser, args) -> None:
+def _validate_config_and_weights(parser: argparse.ArgumentParser, args) -> None:
+    """``--config`` must name a readable config (sets ``args.cfg``); ``--weights``, if given, a readable file."""
     from .config import ConfigError, resolve_config
 
     try:
@@ -107,6 +108,10 @@ def _validate_bench(parser: argparse.ArgumentParser, args) -> None:
         parser.error(f"--weights {args.weights}: no such file")
     if args.weights is not None and not os.access(args.weights, os.R_OK):
         parser.error(f"--weights {args.weights}: not readable")
+
+
+def _validate_bench(parser: argparse.ArgumentParser, args) -> None:
+    _validate_config_and_weights(parser, args)
     if args.json:
         _check_writable(parser, "--json", args.json)
     args.device_obj = _resolve_device(parser, args.device)
@@ -139,16 +144,7 @@ def _export_batch(text: str):
 
 
 def _validate_export(parser: argparse.ArgumentParser, args) -> None:
-    from .config import ConfigError, resolve_config
-
-    try:
-        args.cfg = resolve_config(args.config)
-    except (ConfigError, TypeError) as exc:
-        parser.error(f"--config {args.config}: {str(exc).removeprefix('config: ')}")
-    if args.weights is not None and not os.path.isfile(args.weights):
-        parser.error(f"--weights {args.weights}: no such file")
-    if args.weights is not None and not os.access(args.weights, os.R_OK):
-        parser.error(f"--weights {args.weights}: not readable")
+    _validate_config_and_weights(parser, args)
     _check_writable(parser, "--out", args.out)
     if args.check and args.trt_plugins:
         parser.error("--check runs the graph in onnxruntime, which cannot run the --trt-plugins nodes: drop one of them")

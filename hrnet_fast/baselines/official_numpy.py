@@ -65,7 +65,10 @@ def _cv2_get_affine_transform(src, dst):
     return np.linalg.solve(a, b).reshape(2, 3)
 
 
-def get_affine_transform(center, scale, rot, output_size, shift=np.array([0, 0], dtype=np.float32), inv=0):
+def get_affine_transform(center, scale, rot, output_size, shift=np.array([0, 0], dtype=np.float32), inv=0,
+                         solve=_cv2_get_affine_transform):
+    """Official ``get_affine_transform``; ``solve`` stands for ``cv2.getAffineTransform`` (a numpy solve of
+    the same 3-point system by default; the official pipeline passes OpenCV's own)."""
     if not isinstance(scale, np.ndarray) and not isinstance(scale, list):
         scale = np.array([scale, scale])
     scale_tmp = scale * 200.0
@@ -84,10 +87,8 @@ def get_affine_transform(center, scale, rot, output_size, shift=np.array([0, 0],
     src[2:, :] = get_3rd_point(src[0, :], src[1, :])
     dst[2:, :] = get_3rd_point(dst[0, :], dst[1, :])
     if inv:
-        trans = _cv2_get_affine_transform(np.float32(dst), np.float32(src))
-    else:
-        trans = _cv2_get_affine_transform(np.float32(src), np.float32(dst))
-    return trans
+        return solve(np.float32(dst), np.float32(src))
+    return solve(np.float32(src), np.float32(dst))
 
 
 def affine_transform(pt, t):

@@ -28,7 +28,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .official_numpy import flip_back, get_3rd_point, get_dir, get_final_preds
+from . import official_numpy
+from .official_numpy import flip_back, get_final_preds
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -61,27 +62,8 @@ def xywh2cs(x, y, w, h, image_width: int, image_height: int, pixel_std: float = 
 
 def get_affine_transform(center, scale, rot, output_size, shift=np.array([0, 0], dtype=np.float32), inv=0):
     """Official ``get_affine_transform`` with ``cv2.getAffineTransform``."""
-    cv2 = _cv2()
-    if not isinstance(scale, np.ndarray) and not isinstance(scale, list):
-        scale = np.array([scale, scale])
-    scale_tmp = scale * 200.0
-    src_w = scale_tmp[0]
-    dst_w = output_size[0]
-    dst_h = output_size[1]
-    rot_rad = np.pi * rot / 180
-    src_dir = get_dir([0, src_w * -0.5], rot_rad)
-    dst_dir = np.array([0, dst_w * -0.5], np.float32)
-    src = np.zeros((3, 2), dtype=np.float32)
-    dst = np.zeros((3, 2), dtype=np.float32)
-    src[0, :] = center + scale_tmp * shift
-    src[1, :] = center + src_dir + scale_tmp * shift
-    dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
-    dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5]) + dst_dir
-    src[2:, :] = get_3rd_point(src[0, :], src[1, :])
-    dst[2:, :] = get_3rd_point(dst[0, :], dst[1, :])
-    if inv:
-        return cv2.getAffineTransform(np.float32(dst), np.float32(src))
-    return cv2.getAffineTransform(np.float32(src), np.float32(dst))
+    return official_numpy.get_affine_transform(center, scale, rot, output_size, shift, inv,
+                                               solve=_cv2().getAffineTransform)
 
 
 def crop_person(image_rgb: np.ndarray, center, scale, image_size: Sequence[int], exact: bool = False) -> np.ndarray:
