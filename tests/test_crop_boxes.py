@@ -24,6 +24,7 @@ import torch
 
 import hrnet_fast
 from _support import needs_ext
+from hrnet_fast.baselines import official_pipeline
 
 C = importlib.import_module("hrnet_fast.ops.crop_boxes")  # the module (the package attribute is the function)
 MEAN = np.array(C.IMAGENET_MEAN)
@@ -54,20 +55,7 @@ def _size(backend, h, w):
 # ----------------------------------------------------------------------------------------------------
 # The official code (HRNet lib/dataset/coco.py, lib/utils/transforms.py; mmpose's UDP warp matrix)
 # ----------------------------------------------------------------------------------------------------
-def official_xywh2cs(x, y, w, h, image_width, image_height):
-    aspect_ratio = image_width * 1.0 / image_height
-    pixel_std = 200
-    center = np.zeros((2), dtype=np.float32)
-    center[0] = x + w * 0.5
-    center[1] = y + h * 0.5
-    if w > aspect_ratio * h:
-        h = w * 1.0 / aspect_ratio
-    elif w < aspect_ratio * h:
-        w = h * aspect_ratio
-    scale = np.array([w * 1.0 / pixel_std, h * 1.0 / pixel_std], dtype=np.float32)
-    if center[0] != -1:
-        scale = scale * 1.25
-    return center, scale
+official_xywh2cs = official_pipeline.xywh2cs  # the official COCODataset._xywh2cs, kept in the baselines
 
 
 def official_affine(center, scale, rot, output_size):
