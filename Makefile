@@ -53,7 +53,7 @@ lint: build
 
 test: lint
 	bash .ci/nvcc_check.sh
-	$(call say,running the test suite: about 10-16 minutes on 2 cores; GPU tests skip without a GPU)
+	$(call say,running the test suite: about 5 minutes on 2 idle cores, up to 16 on a busy machine; GPU tests skip without a GPU)
 	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 cuda-build-check:
