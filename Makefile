@@ -12,14 +12,13 @@ PIP     = $(BIN)/python -m pip
 # torch==2.13.0 (a CPU build on this project's machines). Nothing here may pull a CUDA torch.
 TORCH_SPEC ?= torch==2.13.0
 export MAX_JOBS ?= 2
-say = @echo "[make] $(1)"
 
 .PHONY: all venv build bench test lint cuda-build-check clean
 
 all: test
 
 $(BIN)/python:
-	$(call say,creating $(VENV) (it sees system packages; an importable torch is reused))
+	@echo "[make] creating $(VENV) (it sees system packages; an importable torch is reused)"
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 
 # The build runs without isolation (it compiles against the torch installed here), so its own
@@ -28,13 +27,13 @@ $(VENV)/.deps: $(BIN)/python
 	@$(BIN)/python -c "import torch" 2>/dev/null || { \
 	  echo "[make] installing $(TORCH_SPEC) (CPU build, ~200 MB; a minute or two)"; \
 	  $(PIP) install --progress-bar off $(TORCH_SPEC); }
-	$(call say,installing the build requirements (setuptools, wheel, ninja))
+	@echo "[make] installing the build requirements (setuptools, wheel, ninja)"
 	$(PIP) install -q --progress-bar off "setuptools>=64" wheel ninja
 	touch $@
 
 # Editable install: builds hrnet_fast/_C (C++ always, CUDA when torch is a CUDA build with a toolkit).
 $(VENV)/.built: $(VENV)/.deps setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h csrc/*.h)
-	$(call say,building the C++ extension hrnet_fast._C and installing -e .[test,triton,pipeline,export] (about 2-4 minutes on 2 cores))
+	@echo "[make] building the C++ extension hrnet_fast._C and installing -e .[test,triton,pipeline,export] (about 2-4 minutes on 2 cores)"
 	@start=$$(date +%s); \
 	$(PIP) install --progress-bar off --no-build-isolation -e ".[test,triton,pipeline,export]" >$(VENV)/build.log 2>&1 \
 	  || { tail -n 40 $(VENV)/build.log; echo "[make] build failed: full log in $(VENV)/build.log"; exit 1; }; \
@@ -48,12 +47,12 @@ bench: build
 	$(BIN)/hrnet-fast bench $(BENCH_ARGS)
 
 lint: build
-	$(call say,ruff check (pyflakes rules) over hrnet_fast kernels benchmarks tests)
+	@echo "[make] ruff check (pyflakes rules) over hrnet_fast kernels benchmarks tests"
 	$(BIN)/ruff check hrnet_fast kernels benchmarks tests
 
 test: lint
 	bash .ci/nvcc_check.sh
-	$(call say,running the test suite: about 5 minutes on 2 idle cores, up to 16 on a busy machine; GPU tests skip without a GPU)
+	@echo "[make] running the test suite: about 5 minutes on 2 idle cores, up to 16 on a busy machine; GPU tests skip without a GPU"
 	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 cuda-build-check:
