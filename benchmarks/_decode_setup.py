@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
 import sys
 from typing import NamedTuple
 
@@ -84,24 +82,3 @@ def device_name(device):
     return f"{cpu_name()}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}"
 
 
-def environment(device):
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    except OSError:
-        commit = ""
-    try:
-        import triton
-
-        triton_version = triton.__version__
-    except Exception:  # noqa: BLE001
-        triton_version = None
-    return {
-        "device": device,
-        "device_name": device_name(device),
-        "torch": torch.__version__,
-        "triton": triton_version,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "commit": commit,
-    }

@@ -25,15 +25,13 @@ import datetime
 import importlib
 import json
 import os
-import platform
-import subprocess
 
 import numpy as np
 import torch
 
 import hrnet_fast
 from hrnet_fast import _backends
-from hrnet_fast._timing import device_name, load_average, load_warning, measure_rounds, spread_warnings
+from hrnet_fast._timing import environment, load_warning, measure_rounds, spread_warnings
 from hrnet_fast.baselines.official_numpy import get_affine_transform
 
 CROP = importlib.import_module("hrnet_fast.ops.crop_boxes")  # the module (the package attribute is the function)
@@ -78,21 +76,6 @@ def official_pipeline(img, center, scale, out_h, out_w, mean, std, device):
     return out.to(device) if device != "cpu" else out
 
 
-def environment(device):
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    except OSError:
-        commit = ""
-    try:
-        import cv2
-
-        cv2_version = cv2.__version__
-    except ImportError:
-        cv2_version = None
-    return {"device": device, "device_name": device_name(device), "torch": torch.__version__, "opencv": cv2_version,
-            "numpy": np.__version__, "python": platform.python_version(), "commit": commit,
-            "threads": torch.get_num_threads(), "load_average": load_average()}
 
 
 def main(argv=None):

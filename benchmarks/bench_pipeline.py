@@ -27,12 +27,9 @@ JSON (``--out``, results under benchmarks/results/) holds the environment, every
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -43,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import hrnet_fast  # noqa: E402
-from hrnet_fast._timing import cores, device_name, load_average, load_warning, spread_warnings  # noqa: E402
+from hrnet_fast._timing import environment, load_average, load_warning, spread_warnings  # noqa: E402
 from hrnet_fast.estimator import PoseEstimator  # noqa: E402
 from hrnet_fast.models.init import realistic_random_init  # noqa: E402
 
@@ -71,21 +68,6 @@ def person_boxes(n: int, width: int, height: int, seed: int = 0) -> np.ndarray:
     return np.stack([x, y, w, h, rng.uniform(0.5, 1.0, n)], 1)
 
 
-def environment(device: torch.device) -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
-    except OSError:
-        commit = ""
-    try:
-        import cv2
-
-        cv2_version = cv2.__version__
-    except ImportError:
-        cv2_version = None
-    return {"device": device.type, "device_name": device_name(device), "torch": torch.__version__, "opencv": cv2_version,
-            "numpy": np.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-            "cores": cores(), "commit": commit,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
 class _Stages:

@@ -19,8 +19,8 @@ import os
 
 import torch
 
-from _decode_setup import DTYPES, SHAPES, environment, make_inputs, providers
-from hrnet_fast._timing import load_warning, measure, measure_rounds, spread_warnings
+from _decode_setup import DTYPES, SHAPES, make_inputs, providers
+from hrnet_fast._timing import environment, load_warning, measure, measure_rounds, spread_warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

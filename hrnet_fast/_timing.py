@@ -244,3 +244,31 @@ def device_name(device: DeviceLike) -> str:
     if _device_type(device) == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_name()} ({torch.get_num_threads()} threads)"
+
+
+def environment(device: DeviceLike) -> Dict[str, Any]:
+    """What a benchmark's JSON records about where it ran: device and its name, versions (torch, triton,
+    OpenCV and numpy where importable), python, the git commit of this checkout, torch threads, cores,
+    load average and the UTC date."""
+    import datetime
+    import importlib
+    import os
+    import platform
+    import subprocess
+
+    def version(module: str) -> Optional[str]:
+        try:
+            return importlib.import_module(module).__version__
+        except Exception:  # noqa: BLE001 - absent or broken: recorded as None
+            return None
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"device": _device_type(device) if not isinstance(device, str) else device, "device_name": device_name(device),
+            "torch": torch.__version__, "triton": version("triton"), "opencv": version("cv2"), "numpy": version("numpy"),
+            "python": platform.python_version(), "commit": commit, "threads": torch.get_num_threads(),
+            "cores": cores(), "load_average": load_average(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
