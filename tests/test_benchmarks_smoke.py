@@ -3,6 +3,7 @@ hand: exit status 0 and the JSON each writes has its fields. This catches what o
 NameError in a closure, a bad flag) before a GPU run does; the CUDA-only paths of the timing harness are
 exercised in test_timing.py, and `ruff --select F` over benchmarks/ catches undefined names there."""
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -154,39 +155,85 @@ def test_plot_results_png(bench_json, tmp_path):
 
 
 def test_sanitize_script_runs_its_calls_on_the_cpu():
-    # compute-sanitizer needs a GPU; the script's own code runs on the CPU with the cpp backend
+    # compute-sanitizer needs a GPU; the script's own code runs on the CPU with the cpp backend, every group:
+    # crop_boxes and the exchange with more lows than one CUDA launch takes included
     res = _run([os.path.join(BENCH, "sanitize_cuda.py"), "--device", "cpu"])
-    assert "sanitize_cuda: 10 cpp kernel calls completed" in res.stdout
+    assert "sanitize_cuda: 20 cpp kernel calls completed (exchange 4, decode 5, dark_udp 8, crop 3)" in res.stdout
+    res = _run([os.path.join(BENCH, "sanitize_cuda.py"), "--device", "cpu", "--only", "dark_udp"])
+    assert "sanitize_cuda: 8 cpp kernel calls completed (dark_udp 8)" in res.stdout
+
+
+def test_sanitize_script_names_an_unknown_group():
+    res = subprocess.run([sys.executable, os.path.join(BENCH, "sanitize_cuda.py"), "--device", "cpu", "--only", "nope"],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--only: unknown group(s) ['nope']" in res.stderr
+
+
+def test_sanitize_script_exchange_exceeds_one_cuda_launch():
+    """The sanitizer's many-lows case must stay above what one CUDA launch takes, or the fp32 chaining of
+    partial sums goes unchecked: the script's constant must follow the kernel header."""
+    import re
+    header = open(os.path.join(ROOT, "csrc", "cuda", "fused_exchange_kernel.h")).read()
+    per_launch = int(re.search(r"kMaxLowsPerLaunch\s*=\s*(\d+)", header).group(1))
+    script = open(os.path.join(BENCH, "sanitize_cuda.py")).read()
+    assert int(re.search(r"MAX_LOWS_PER_CUDA_LAUNCH = (\d+)", script).group(1)) == per_launch
+
+
+def test_device_check_budget_fits_its_deadline():
+    """The step limits add up to at most the deadline, the deadline is at most 420 s (a 7-minute check
+    that leaves room for a rerun in a 15-minute GPU window), the build gets 90 s, and every step run has a limit."""
+    script = os.path.join(BENCH, "device_check.sh")
+    res = subprocess.run(["bash", script, "--budget"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    limits = {ln.split()[0]: int(ln.split()[1]) for ln in res.stdout.splitlines() if ln.split()[0] != "sum"}
+    total, deadline = (int(x) for x in re.findall(r"(\d+) s", res.stdout.splitlines()[-1]))
+    assert total == sum(limits.values()) <= deadline <= 420
+    assert limits["build"] == 90
+    assert "check" not in limits  # the GPU tests compare every backend with its reference
+    body = open(script).read()
+    stepped = re.findall(r"^\s*step ([a-z0-9-]+) ", body, flags=re.M)
+    assert stepped and set(stepped) == set(limits), (stepped, limits)
+    # a budget over the deadline is refused
+    res = subprocess.run(["bash", script, "--budget"], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "DEVICE_CHECK_BUDGET": "300"})
+    assert res.returncode == 1 and "more than the deadline" in res.stderr
 
 
 def test_device_check_limits_each_step_and_records_timeouts(tmp_path):
-    """device_check.sh with a stand-in for python: the build overruns its limit, `check` fails after using up
-    most of the script's deadline; the script goes on, and its summary and JSON name each outcome."""
+    """device_check.sh with a stand-in for python: the build overruns its limit, the first GPU tests fail after
+    using up most of the script's deadline; the script goes on, and its summary and JSON name each outcome."""
     fake = tmp_path / "fakepy"
     fake.write_text(f"""#!/usr/bin/env bash
 case "$1" in
   setup.py) exec sleep 30 ;;
   -) exec {sys.executable} "$@" ;;
-  -m) [ "$3" = check ] && sleep 5 && exit 3; exit 0 ;;
+  -c) exit 1 ;;
+  -m) [ "$2" = pytest ] && [ "$3" = -v ] && [ "$8" = tests/test_inference.py ] && sleep 5 && exit 3; exit 0 ;;
   *) exit 0 ;;
 esac
 """)
     fake.chmod(0o755)
     out = tmp_path / "out"
-    env = _env(PYTHON=str(fake), LIMIT_build="1", DEVICE_CHECK_BUDGET="8", PATH="/usr/bin:/bin")
+    env = _env(PYTHON=str(fake), LIMIT_build="1", DEVICE_CHECK_BUDGET="8", DEVICE_CHECK_COMMIT="abc1234",
+               PATH="/usr/bin:/bin")
     res = subprocess.run(["bash", os.path.join(BENCH, "device_check.sh"), str(out)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
-    merged = json.loads(next(out.glob("*.json")).read_text())
+    (path,) = out.glob("*.json")
+    assert path.name.endswith("-abc1234.json"), path.name
+    merged = json.loads(path.read_text())
+    assert merged["meta"]["commit"] == "abc1234" and merged["meta"]["deadline_s"] == 8
     status = {s["step"]: s["status"] for s in merged["steps"]}
     assert status["build"] == "TIMEOUT(1s)"
-    assert status["info"] == "ok" and status["gpu-tests"] == "ok" and status["check"] == "FAIL(3)"
-    for later in ("bench-fp16", "exchange-table", "decode-table"):
+    assert status["info"] == "ok" and status["tests-new"] == "FAIL(3)"
+    for later in ("tests-rest", "bench-fp16", "exchange-table", "decode-table", "pipeline"):
         assert status[later] == "skipped (deadline)", later
-    assert status["sanitizer"] == "skipped (not installed)"
+    for tool in ("memcheck", "racecheck", "synccheck"):
+        assert status[tool] == "skipped (compute-sanitizer not installed)"
     assert merged["total_s"] <= 8 + 2
     log = (out / "device_check.log").read_text()
     assert "=== build: stopped after 1s" in log and "=== summary" in log
+    assert "tests/test_inference.py" in log  # the never-run GPU tests go first
 
 
 def test_benchmarks_have_no_undefined_names():
