@@ -176,24 +176,65 @@ def test_triton_interpreter_many_lows_odd_channels(dtype, channels_last, relu):
     check_against_reference("triton", "cpu", dtype, channels_last, case, relu=relu)
 
 
+def check_fp32_weights_beside_16bit(device, dtype, channels_last):
+    """The launcher takes float32 weights and biases (prepared once) beside 16-bit activations: each weight
+    tile is cast to the activations' dtype for tl.dot, so the output is that of the weights converted
+    beforehand, bit for bit; biases are added in fp32."""
+    kern = _backends.triton_kernels("fused_exchange")
+    n, c, h, w, specs = (2, 5, 8, 8, [(3, 2, True), (17, 4, True), (None, 8, True)])
+    base, lows, ws, bs = make_inputs(n, c, h, w, specs, device=device, channels_last=channels_last, seed=5)
+    base16, lows16 = base.to(dtype), [t.to(dtype) for t in lows]
+    ws32 = [ws[0].view(c, 3, 1, 1), ws[1], None]  # (C, C_j, 1, 1) weights as the op accepts them too
+    out = kern.forward(base16, lows16, ws32, bs, True)
+    ws16 = [None if t is None else t.to(dtype) for t in ws]
+    assert torch.equal(out, kern.forward(base16, lows16, ws16, bs, True))
+    assert out.dtype == dtype and (not channels_last or out.is_contiguous(memory_format=torch.channels_last))
+    ref = fused_exchange_reference(base16.double(), [t.double() for t in lows16],
+                                   [None if t is None else t.double() for t in ws16], [t.double() for t in bs])
+    assert_close_rel(out, ref, TOL[dtype], f"fp32 weights, {dtype} activations")
+
+
 @needs_interp
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_triton_fp32_weights_beside_fp16_activations(channels_last):
-    # The launcher takes float32 weights and biases (prepared once) beside 16-bit activations: each weight
-    # tile is cast to the activations' dtype for tl.dot, so the output is that of the weights converted
-    # beforehand, bit for bit; biases are added in fp32.
-    kern = _backends.triton_kernels("fused_exchange")
-    n, c, h, w, specs = (2, 5, 8, 8, [(3, 2, True), (17, 4, True), (None, 8, True)])
-    base, lows, ws, bs = make_inputs(n, c, h, w, specs, channels_last=channels_last, seed=5)
-    base16, lows16 = base.half(), [t.half() for t in lows]
-    ws32 = [ws[0].view(c, 3, 1, 1), ws[1], None]  # (C, C_j, 1, 1) weights as the op accepts them too
-    out = kern.forward(base16, lows16, ws32, bs, True)
-    ws16 = [None if t is None else t.half() for t in ws]
-    assert torch.equal(out, kern.forward(base16, lows16, ws16, bs, True))
-    assert out.dtype == torch.float16 and (not channels_last or out.is_contiguous(memory_format=torch.channels_last))
-    ref = fused_exchange_reference(base16.double(), [t.double() for t in lows16],
-                                   [None if t is None else t.double() for t in ws16], [t.double() for t in bs])
-    assert_close_rel(out, ref, TOL[torch.float16], "fp32 weights, fp16 activations")
+    check_fp32_weights_beside_16bit("cpu", torch.float16, channels_last)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_gpu_triton_fp32_weights_beside_16bit_activations(dtype, channels_last):
+    check_fp32_weights_beside_16bit("cuda", dtype, channels_last)
+
+
+@needs_interp
+def test_triton_fp32_dot_is_ieee_unless_tf32_is_allowed(monkeypatch):
+    # tl.dot's input precision follows torch's TF32 matmul setting for float32 (the interpreter computes
+    # in full precision either way, so the flag the GEMM launch gets is what is checked)
+    mod = _backends.triton_kernels("fused_exchange")
+    seen = []
+
+    class _Recording:
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            def run(*args, **kwargs):
+                seen.append(kwargs["PRECISION"])
+                return self.kernel[grid](*args, **kwargs)
+            return run
+
+    monkeypatch.setattr(mod, "_conv1x1_kernel", _Recording(mod._conv1x1_kernel))
+    base, lows, ws, bs = make_inputs(1, 16, 4, 4, [(16, 2, True)])
+    before = torch.get_float32_matmul_precision()
+    try:
+        for precision in ("highest", "high"):
+            torch.set_float32_matmul_precision(precision)
+            fused_exchange(base, lows, ws, bs, backend="triton")
+        fused_exchange(*make_inputs(1, 16, 4, 4, [(16, 2, True)], dtype=torch.float16), backend="triton")
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert seen == ["ieee", "tf32", "tf32"]  # 16-bit inputs multiply exactly either way
 
 
 @pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_interp)])
