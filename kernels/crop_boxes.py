@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from hrnet_fast import _backends
+from ._utils import launch_device, poison
 
 _MAX_GRID_Z = 65535  # CUDA's limit on the third grid dimension: larger M is launched in chunks
 
@@ -94,23 +94,22 @@ def _fp32(v: float) -> float:
     return float(torch.tensor(v, dtype=torch.float32))
 
 
-def crop_boxes(images, image_meta, image_index, inv_affine, out_h, out_w, mean, std, swap_rb, dtype, channels_last):
-    """Launcher. Inputs validated by ``hrnet_fast.ops.crop_boxes``. Returns (M, 3, out_h, out_w) of
-    ``dtype`` on the images' device, contiguous or channels_last."""
-    from hrnet_fast.ops.crop_boxes import _norm_constants
-
+def crop_boxes(images, image_meta, image_index, inv_affine, out_h, out_w, scale, bias, swap_rb, dtype, channels_last):
+    """Launcher. Inputs validated by ``hrnet_fast.ops.crop_boxes``, which also derives the normalisation:
+    output channel ``c`` is ``pixel * scale[c] + bias[c]`` (3 floats each, float64 values, rounded to float32
+    here as every backend rounds them). Returns (M, 3, out_h, out_w) of ``dtype`` on the images' device,
+    contiguous or channels_last."""
     m = int(image_index.shape[0])
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((m, 3, out_h, out_w), dtype=dtype, device=images.device, memory_format=fmt)
-    _backends.poison(out)
+    poison(out)
     if out.numel() == 0:
         return out
-    sc, bi = _norm_constants(mean, std)
-    sc, bi = [_fp32(v) for v in sc], [_fp32(v) for v in bi]
+    sc, bi = [_fp32(v) for v in scale], [_fp32(v) for v in bias]
     src = (2, 1, 0) if swap_rb else (0, 1, 2)
     bh, bw = 8, 64 if out_w > 32 else 32
     st = out.stride()
-    with torch.device(images.device) if images.is_cuda else _nullcontext():
+    with launch_device(images):
         for m0 in range(0, m, _MAX_GRID_Z):
             grid = (triton.cdiv(out_w, bw), triton.cdiv(out_h, bh), min(m - m0, _MAX_GRID_Z))
             _crop_kernel[grid](
@@ -121,11 +120,3 @@ def crop_boxes(images, image_meta, image_index, inv_affine, out_h, out_w, mean, 
                 num_warps=4,
             )
     return out
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

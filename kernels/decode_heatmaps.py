@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from hrnet_fast import _backends
+from ._utils import launch_device, poison
 
 _METHOD_QUARTER = 1
 _METHOD_DARK = 2
@@ -479,7 +479,7 @@ def decode_heatmaps(heatmaps, flipped, flip_perm, center, scale, method, shift, 
     n, k, h, w = heatmaps.shape
     coords = torch.empty((n, k, 2), dtype=torch.float32, device=heatmaps.device)
     maxvals = torch.empty((n, k, 1), dtype=torch.float32, device=heatmaps.device)
-    _backends.poison(coords, maxvals)
+    poison(coords, maxvals)
     if n * k == 0:
         return coords, maxvals
     why = unsupported_reason(h, w, method)
@@ -519,12 +519,5 @@ def decode_heatmaps(heatmaps, flipped, flip_perm, center, scale, method, shift, 
 
 
 def _launch(kernel, programs: int, args, strides, consts, num_warps: int) -> None:
-    # Triton launches on the current CUDA device: switch only when the heatmaps live elsewhere (a
-    # torch.device(...) context instead would route every tensor call of the launch through a Python
-    # TorchFunctionMode, tens of microseconds per decode).
-    t = args[0]
-    if t.is_cuda and t.device.index != torch.cuda.current_device():
-        with torch.cuda.device(t.device):
-            kernel[(programs,)](*args, *strides, **consts, num_warps=num_warps)
-    else:
+    with launch_device(args[0]):  # Triton launches on the current GPU: the heatmaps' one (kernels/_utils.py)
         kernel[(programs,)](*args, *strides, **consts, num_warps=num_warps)

@@ -7,6 +7,7 @@ element a kernel fails to write fails the comparison.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Optional, Sequence, Tuple
 
@@ -162,6 +163,92 @@ def test_triton_interpreter_more_lows_than_one_launch():
     # 4 lows > MAX_LOWS (3): launches chain, the ReLU only on the last
     case = (1, 16, 16, 16, [(16, 2, True), (None, 4, False), (32, 8, True), (None, 16, True)])
     check_against_reference("triton", "cpu", torch.float32, False, case)
+
+
+@needs_interp
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("relu", [True, False])
+def test_triton_interpreter_many_lows_odd_channels(dtype, channels_last, relu):
+    # 5 lows: two chained upsample-and-sum passes (through the fp32 partial sum for fp16), odd channel
+    # counts everywhere, lows with and without a weight or a bias, scales 2 to 16
+    case = (1, 5, 16, 16, [(3, 2, True), (None, 4, False), (7, 8, True), (None, 16, True), (17, 2, False)])
+    check_against_reference("triton", "cpu", dtype, channels_last, case, relu=relu)
+
+
+def check_fp32_weights_beside_16bit(device, dtype, channels_last):
+    """The launcher takes float32 weights and biases (prepared once) beside 16-bit activations: each weight
+    tile is cast to the activations' dtype for tl.dot, so the output is that of the weights converted
+    beforehand, bit for bit; biases are added in fp32."""
+    kern = _backends.triton_kernels("fused_exchange")
+    n, c, h, w, specs = (2, 5, 8, 8, [(3, 2, True), (17, 4, True), (None, 8, True)])
+    base, lows, ws, bs = make_inputs(n, c, h, w, specs, device=device, channels_last=channels_last, seed=5)
+    base16, lows16 = base.to(dtype), [t.to(dtype) for t in lows]
+    ws32 = [ws[0].view(c, 3, 1, 1), ws[1], None]  # (C, C_j, 1, 1) weights as the op accepts them too
+    out = kern.forward(base16, lows16, ws32, bs, True)
+    ws16 = [None if t is None else t.to(dtype) for t in ws]
+    assert torch.equal(out, kern.forward(base16, lows16, ws16, bs, True))
+    assert out.dtype == dtype and (not channels_last or out.is_contiguous(memory_format=torch.channels_last))
+    ref = fused_exchange_reference(base16.double(), [t.double() for t in lows16],
+                                   [None if t is None else t.double() for t in ws16], [t.double() for t in bs])
+    assert_close_rel(out, ref, TOL[dtype], f"fp32 weights, {dtype} activations")
+
+
+@needs_interp
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_triton_fp32_weights_beside_fp16_activations(channels_last):
+    check_fp32_weights_beside_16bit("cpu", torch.float16, channels_last)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_gpu_triton_fp32_weights_beside_16bit_activations(dtype, channels_last):
+    check_fp32_weights_beside_16bit("cuda", dtype, channels_last)
+
+
+@needs_interp
+def test_triton_fp32_dot_is_ieee_unless_tf32_is_allowed(monkeypatch):
+    # tl.dot's input precision follows torch's TF32 matmul setting for float32 (the interpreter computes
+    # in full precision either way, so the flag the GEMM launch gets is what is checked)
+    mod = _backends.triton_kernels("fused_exchange")
+    seen = []
+
+    class _Recording:
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            def run(*args, **kwargs):
+                seen.append(kwargs["PRECISION"])
+                return self.kernel[grid](*args, **kwargs)
+            return run
+
+    monkeypatch.setattr(mod, "_conv1x1_kernel", _Recording(mod._conv1x1_kernel))
+    base, lows, ws, bs = make_inputs(1, 16, 4, 4, [(16, 2, True)])
+    before = torch.get_float32_matmul_precision()
+    try:
+        for precision in ("highest", "high"):
+            torch.set_float32_matmul_precision(precision)
+            fused_exchange(base, lows, ws, bs, backend="triton")
+        fused_exchange(*make_inputs(1, 16, 4, 4, [(16, 2, True)], dtype=torch.float16), backend="triton")
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert seen == ["ieee", "tf32", "tf32"]  # 16-bit inputs multiply exactly either way
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_interp)])
+def test_low_without_input_channels(backend):
+    # a weighted low with C_j = 0 contributes only its bias (no GEMM is launched on empty tensors)
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(2, 16, 4, 4, generator=g)
+    low, w, b = torch.empty(2, 0, 2, 2), torch.empty(16, 0), torch.randn(16, generator=g)
+    low2 = torch.randn(2, 16, 2, 2, generator=g)
+    out = fused_exchange(base, [low, low], [w, w], [b, None], backend=backend)
+    assert_close_rel(out, torch.relu(base + b.view(1, -1, 1, 1)), 1e-6, f"{backend} C_j = 0")
+    out = fused_exchange(base, [low, low2], [w, None], [None, b], relu=False, backend=backend)
+    up = low2.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    assert_close_rel(out, base + up + b.view(1, -1, 1, 1), 1e-6, f"{backend} C_j = 0 beside a low")
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
@@ -321,6 +408,57 @@ def test_auto_backend_selection():
         fused_exchange(x32, [], backend="fast")
 
 
+@pytest.fixture
+def _fresh_resolver():
+    """Forget cached backend choices before and after a test that fakes the machine."""
+    _backends.clear_cache()
+    yield
+    _backends.clear_cache()
+
+
+def test_triton_bfloat16_needs_sm80(monkeypatch):
+    # tl.dot has no bfloat16 tensor-core path before sm_80: the table says so for a fake T4 (sm_75)
+    fe = importlib.import_module("hrnet_fast.ops.fused_exchange")
+    reasons = fe.SUPPORT.backends["triton"].reasons
+    asked = []
+
+    def capability(device=None):
+        asked.append(device)
+        return caps[0]
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    gpu = torch.device("cuda", 1)
+    caps = [(7, 5)]
+    (why,) = reasons(gpu, torch.bfloat16)
+    assert "bfloat16" in why and "sm_80" in why and "sm_75" in why
+    assert asked == [gpu]  # the tensors' GPU, not the current one
+    assert reasons(gpu, torch.float16) == [] and reasons(gpu, torch.float32) == []
+    for caps[0] in [(8, 0), (9, 0), (10, 0)]:
+        assert reasons(gpu, torch.bfloat16) == []
+    assert reasons(torch.device("cpu"), torch.bfloat16) == []  # the interpreter's own rule is elsewhere
+    assert len(asked) == 4  # float16/float32 and CPU tensors never query a GPU
+
+
+@needs_ext
+def test_auto_takes_cuda_then_triton_and_no_triton_bfloat16_on_a_t4(monkeypatch, _fresh_resolver):
+    # A fake CUDA machine (every backend available, sm_75): auto takes cuda first (until a GPU
+    # measurement says otherwise); with cuda gone it takes triton for float16 but not for bfloat16.
+    fe = importlib.import_module("hrnet_fast.ops.fused_exchange")
+    status = {name: {"available": True, "reason": "fake"} for name in _backends.BACKENDS}
+    monkeypatch.setattr(_backends, "backends", lambda: status)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    gpu = torch.device("cuda", 0)
+    assert fe.SUPPORT.order["cuda"] == ("cuda", "triton", "torch")
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.bfloat16) == "cuda"
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.float16) == "cuda"
+    with pytest.raises(RuntimeError, match=r"backend 'triton' cannot run these inputs: .*bfloat16 before sm_80"):
+        _backends.resolve(fe.SUPPORT, "triton", gpu, torch.bfloat16)
+    status["cuda"] = {"available": False, "reason": "fake: no CUDA kernels"}
+    _backends.clear_cache()
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.float16) == "triton"
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.bfloat16) == "torch"
+
+
 # ----------------------------------------------------------------------------------------------------
 # Bad input: the Python checks (every backend), then the C++ checks reached directly.
 
@@ -416,16 +554,18 @@ def test_bad_input_cpp_backward_and_dtype():
 
 
 @needs_interp
-def test_poisoned_outputs_show_unwritten_elements(monkeypatch):
-    # The poison hook itself: with the forward kernel's launch skipped, every element stays NaN, so the
-    # comparisons above would fail on any element a kernel does not write.
+@pytest.mark.parametrize("kernel", ["_upsample_sum_kernel", "_conv1x1_kernel"])
+def test_poisoned_outputs_show_unwritten_elements(monkeypatch, kernel):
+    # The poison hook itself: with a forward kernel's launch skipped, every element stays NaN (the fp32
+    # buffer of the low-resolution 1x1 convolution is poisoned too), so the comparisons above would fail
+    # on any element a kernel does not write.
     mod = _backends.triton_kernels("fused_exchange")
 
     class _NoLaunch:
         def __getitem__(self, grid):
             return lambda *args, **kwargs: None
 
-    monkeypatch.setattr(mod, "_exchange_fwd_kernel", _NoLaunch())
+    monkeypatch.setattr(mod, kernel, _NoLaunch())
     base, lows, ws, bs = make_inputs(1, 16, 4, 4, [(16, 2, True)])
     assert fused_exchange(base, lows, ws, bs, backend="triton").isnan().all()
 
@@ -458,22 +598,34 @@ from triton.compiler import ASTSource
 import hrnet_fast
 kern = hrnet_fast._backends.triton_kernels("fused_exchange")
 
-def signature(fn, dtype, consts):
-    wide = ("total_p", "total_q", "b_sn", "o_sn", "l0_sn", "l1_sn", "l2_sn", "g_sn", "d_sn", "p_sn")
-    return {n: "constexpr" if n in consts else dtype if n.endswith("_ptr") else "i64" if n in wide else "i32"
-            for n in fn.arg_names}
+def signature(fn, dtype, consts, ptrs):
+    # pointers: dtype unless named in ptrs; batch strides and flat counts may pass 2**31 (i64)
+    wide = ("total_p", "total_q", "b_sn", "o_sn", "l_sn", "z_sn", "z0_sn", "z1_sn", "z2_sn", "g_sn", "d_sn", "p_sn")
+    return {n: "constexpr" if n in consts else ptrs.get(n, dtype) if n.endswith("_ptr") else "i64" if n in wide
+            else "i32" for n in fn.arg_names}
 
-fwd = dict(NUM_LOWS=3, LOG2S0=1, HAS_W0=True, HAS_B0=True, LOG2S1=2, HAS_W1=True, HAS_B1=False,
-           LOG2S2=3, HAS_W2=False, HAS_B2=True, RELU=True, BLOCK_P=64, BLOCK_C=64, BLOCK_K=32)
+conv = dict(HAS_B=True, DENSE=True, BLOCK_Q=64, BLOCK_C=64, BLOCK_K=32, PRECISION="tf32")
+up = dict(NUM_LOWS=3, LOG2S0=1, HAS_B0=False, LOG2S1=2, HAS_B1=False, LOG2S2=3, HAS_B2=True, RELU=True,
+          BLOCK_X=16, BLOCK_C=128)
+z = {"z_ptr": "*fp32"}
 cases = [
-    (kern._exchange_fwd_kernel, "*fp16", dict(fwd, PRECISION="tf32")),
-    (kern._exchange_fwd_kernel, "*bf16", dict(fwd, NUM_LOWS=1, PRECISION="tf32")),
-    (kern._exchange_fwd_kernel, "*fp32", dict(fwd, BLOCK_C=32, BLOCK_K=16, PRECISION="ieee")),
-    (kern._relu_mask_kernel, "*fp16", dict(RELU=True, BLOCK_P=64, BLOCK_C=64)),
-    (kern._block_sum_kernel, "*bf16", dict(S=4, BLOCK_Q=64, BLOCK_C=64)),
+    (kern._conv1x1_kernel, "*fp16", conv, z),
+    (kern._conv1x1_kernel, "*fp16", dict(conv, DENSE=False), dict(z, w_ptr="*fp32", b_ptr="*fp32")),
+    (kern._conv1x1_kernel, "*bf16", conv, z),
+    (kern._conv1x1_kernel, "*bf16", dict(conv, HAS_B=False), dict(z, w_ptr="*fp32")),
+    (kern._conv1x1_kernel, "*fp32", dict(conv, DENSE=False, BLOCK_Q=16, BLOCK_C=32, BLOCK_K=16, PRECISION="ieee"), z),
+    # two fp32 1x1-conv buffers and a low without a weight (16-bit, with its bias)
+    (kern._upsample_sum_kernel, "*fp16", up, {"z0_ptr": "*fp32", "z1_ptr": "*fp32"}),
+    (kern._upsample_sum_kernel, "*bf16", dict(up, NUM_LOWS=1, BLOCK_X=64, BLOCK_C=64), {"z0_ptr": "*fp32"}),
+    (kern._upsample_sum_kernel, "*fp32", dict(up, RELU=False, BLOCK_X=8, BLOCK_C=16), {}),
+    # chained passes of a 16-bit output: 16-bit base into the fp32 partial sum, and back
+    (kern._upsample_sum_kernel, "*fp16", dict(up, RELU=False), {"out_ptr": "*fp32", "z0_ptr": "*fp32", "z1_ptr": "*fp32"}),
+    (kern._upsample_sum_kernel, "*fp16", dict(up, NUM_LOWS=1), {"base_ptr": "*fp32", "z0_ptr": "*fp32"}),
+    (kern._relu_mask_kernel, "*fp16", dict(RELU=True, BLOCK_P=64, BLOCK_C=64), {}),
+    (kern._block_sum_kernel, "*bf16", dict(S=4, BLOCK_Q=64, BLOCK_C=64), {}),
 ]
-for fn, dtype, consts in cases:
-    compiled = triton.compile(ASTSource(fn=fn, signature=signature(fn, dtype, consts), constexprs=consts),
+for fn, dtype, consts, ptrs in cases:
+    compiled = triton.compile(ASTSource(fn=fn, signature=signature(fn, dtype, consts, ptrs), constexprs=consts),
                               target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
     assert compiled.asm.get("cubin"), (fn.__name__, consts)
     print("compiled", fn.__name__, dtype)
@@ -482,8 +634,9 @@ for fn, dtype, consts in cases:
 
 @pytest.mark.slow
 def test_triton_kernels_compile_for_sm90():
-    """Compile (not run) the forward and backward Triton kernels for sm_90 in fp16/bf16/fp32, so a GPU-only
-    compile error (tl.dot shapes, dtypes) shows on a machine without a GPU."""
+    """Compile (not run) the forward and backward Triton kernels for sm_90 in fp16/bf16/fp32 (fp32 weights
+    beside 16-bit activations too), so a GPU-only compile error (tl.dot shapes, dtypes) shows on a machine
+    without a GPU."""
     from _triton_compile import compile_script_or_skip
 
-    assert compile_script_or_skip(_COMPILE_SCRIPT).count("compiled") == 5
+    assert compile_script_or_skip(_COMPILE_SCRIPT).count("compiled") == 12

@@ -385,7 +385,8 @@ def _crop_triton_op(
     channels_last: bool,
 ) -> torch.Tensor:
     kern = _backends.triton_kernels("crop_boxes")
-    return kern.crop_boxes(images, image_meta, image_index, inv_affine, out_h, out_w, mean, std, swap_rb, dtype,
+    scale, bias = _norm_constants(mean, std)  # the kernel module is a leaf: the op derives its constants
+    return kern.crop_boxes(images, image_meta, image_index, inv_affine, out_h, out_w, scale, bias, swap_rb, dtype,
                            channels_last)
 
 

@@ -4,7 +4,8 @@
 
 Backends (see :mod:`hrnet_fast._backends`): ``torch`` (:func:`fused_exchange_reference`, the spec),
 ``cpp`` (CPU, float32/float64), ``cuda`` (float16/bfloat16/float32/float64) and ``triton`` (CUDA tensors,
-or CPU tensors under ``TRITON_INTERPRET=1``; float16/bfloat16/float32, no bfloat16 in the interpreter).
+or CPU tensors under ``TRITON_INTERPRET=1``; float16/bfloat16/float32, bfloat16 from sm_80 on and not in the
+interpreter).
 
 The compiled backends are ``torch.ops.hrnet_fast.fused_exchange`` (C++ schema, CPU and CUDA kernels) and
 the Python custom op ``torch.ops.hrnet_fast.fused_exchange_triton``. Each has a separate backward op
@@ -25,9 +26,22 @@ __all__ = ["SUPPORT", "fused_exchange", "fused_exchange_reference", "resolve_bac
 
 _OP = "fused_exchange"
 
-# What each backend runs: one table, from which hrnet_fast._backends.resolve decides. On CUDA, auto
-# prefers the Triton kernel, which fuses the 1x1 conv (tl.dot) into the full-resolution pass, over the
-# CUDA backend, which does the conv with cuBLAS at low resolution first (order not yet settled on a GPU).
+# What each backend runs: one table, from which hrnet_fast._backends.resolve decides. Both GPU backends do
+# the 1x1 convolution at low resolution (cuBLAS / a tl.dot GEMM) and then one fused upsample + sum + ReLU
+# pass. On CUDA, auto prefers the CUDA backend until a GPU measurement says otherwise: the kernel time of
+# each under a CUDA graph (launch overhead gone), against a copy of the same bytes as the floor.
+
+
+def _triton_reasons(device: torch.device, dtype: torch.dtype) -> List[str]:
+    """Why the Triton kernels cannot run on this GPU ([] if they can): tl.dot has no bfloat16 tensor-core
+    path before sm_80 (a T4 is sm_75), so auto takes the CUDA backend there."""
+    if device.type == "cuda" and dtype == torch.bfloat16:
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:
+            return [f"triton's tl.dot has no bfloat16 before sm_80 (this GPU is sm_{major}{minor})"]
+    return []
+
+
 SUPPORT = _backends.OpSupport(
     op=_OP,
     backends={
@@ -37,9 +51,11 @@ SUPPORT = _backends.OpSupport(
         "cuda": _backends.BackendSupport(devices=("cuda",),
                                          dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64),
                                          compiled_op="fused_exchange"),
-        "triton": _backends.BackendSupport(devices=("cuda", "cpu"), dtypes=(torch.float16, torch.bfloat16, torch.float32)),
+        "triton": _backends.BackendSupport(devices=("cuda", "cpu"), dtypes=(torch.float16, torch.bfloat16, torch.float32),
+                                           reasons=_triton_reasons),
     },
-    order={"cpu": ("cpp", "torch"), "cuda": ("triton", "cuda", "torch")},
+    # cuda first until a GPU measurement (kernel time under a graph against a copy of the same bytes) decides
+    order={"cpu": ("cpp", "torch"), "cuda": ("cuda", "triton", "torch")},
 )
 
 
@@ -332,7 +348,7 @@ def fused_exchange(
             when that low already has C channels.
         biases: None, or one entry per low: a (C,) tensor or None.
         relu: apply the ReLU at the end.
-        backend: ``"auto"`` (the fastest available for the device: cpp on CPU, triton then cuda on
+        backend: ``"auto"`` (the first available for the device: cpp on CPU, cuda then triton on
             CUDA, else torch), ``"torch"``, ``"cpp"``, ``"cuda"`` or ``"triton"``.
 
     All tensors share base's device and dtype. Returns (N, C, H, W) in base's dtype, channels_last when
