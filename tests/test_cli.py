@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from hrnet_fast import _timing, checks, cli
+from hrnet_fast.cli import bench
 
 from _golden import TINY_YAML
 
@@ -95,7 +96,7 @@ def test_table_shows_a_failed_variant(capsys):
             "versions": {"torch": "x", "triton": "y", "threads": 1}}
     rows = [dict(section="model", batch=64, dtype="fp16", variant="reference (official eager)", ms=2.0, p20_ms=1.9, p80_ms=2.1),
             dict(section="model", batch=64, dtype="fp16", variant="reference + torch.compile", error="BackendCompilerFailed: boom")]
-    cli._print_table(meta, rows)
+    bench._print_table(meta, rows)
     out = capsys.readouterr().out
     assert "FAILED: BackendCompilerFailed: boom" in out and "2.000" in out
 
@@ -128,7 +129,7 @@ def test_bad_arguments_exit_2_with_a_one_line_error(capsys, monkeypatch, argv, e
     def started(*a, **k):
         raise AssertionError("the benchmark started")
 
-    monkeypatch.setattr(cli, "_build_models", started)
+    monkeypatch.setattr(bench, "_build_models", started)
     _usage_error(capsys, argv, expected)
 
 
@@ -151,7 +152,7 @@ def test_unwritable_json_fails_before_the_benchmark(tmp_path, capsys, monkeypatc
     def started(*a, **k):
         raise AssertionError("the benchmark started")
 
-    monkeypatch.setattr(cli, "_build_models", started)
+    monkeypatch.setattr(bench, "_build_models", started)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     target = blocker / "out.json"  # a path under a regular file: no user, root included, can write it
@@ -164,7 +165,7 @@ def test_writable_json_path_is_not_left_behind_by_the_check(tmp_path, monkeypatc
     def started(*a, **k):
         raise AssertionError("the benchmark started")
 
-    monkeypatch.setattr(cli, "_build_models", started)
+    monkeypatch.setattr(bench, "_build_models", started)
     target = tmp_path / "new" / "bench.json"
     with pytest.raises(AssertionError, match="the benchmark started"):
         cli.main(["bench", "--device", "cpu", "--config", TINY_YAML, "--json", str(target)])
@@ -192,7 +193,7 @@ def test_help_and_version_do_not_import_torch(argv):
     """`hrnet-fast --help` must answer at once: the package imports torch lazily (`-X importtime` lists
     every module the command imported)."""
     res = subprocess.run([sys.executable, "-X", "importtime", "-m", "hrnet_fast", *argv], capture_output=True,
-                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(cli.__file__))})
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(cli.__file__)))})
     assert res.returncode == 0, res.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
     heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "numpy", "triton", "yaml"))
