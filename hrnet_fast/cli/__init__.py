@@ -91,7 +91,3 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.validate is not None:
         args.validate(args.parser, args)
     return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
