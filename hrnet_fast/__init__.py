@@ -20,7 +20,7 @@ import sys
 import types
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401 - a leaf module, read by pyproject.toml too
 
 # public name -> the submodule defining it
 _LAZY = {
@@ -46,8 +46,8 @@ _LAZY = {
     "PoseResult": ".estimator",
 }
 # submodules reachable as attributes after a bare `import hrnet_fast` (as when __init__ imported them eagerly)
-_SUBMODULES = ("_backends", "baselines", "checkpoint", "checks", "cli", "config", "estimator", "export", "models", "ops",
-               "predict")
+_SUBMODULES = ("_backends", "baselines", "checkpoint", "checks", "cli", "coco", "config", "draw", "estimator", "export",
+               "models", "ops", "video")
 
 __all__ = [
     "CONFIGS",

@@ -1,4 +1,4 @@
-"""The one timing harness of hrnet_fast. Used by ``hrnet-fast bench`` (cli.py), benchmarks/exchange_table.py
+"""The one timing harness of hrnet_fast. Used by ``hrnet-fast bench`` (cli/bench.py), benchmarks/exchange_table.py
 (and the copy baseline in benchmarks/exchange_cases.py) and benchmarks/decode_table.py. The pytest-benchmark
 suites (benchmarks/bench_*.py) are timed by pytest-benchmark itself.
 

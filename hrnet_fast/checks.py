@@ -134,7 +134,7 @@ def run_checks(device: torch.device, report: Callable[[str], None] = print) -> C
     """Run every check of every backend on ``device``, reporting one line each; returns what was compared
     and the failures (a mismatch or an error). A backend that cannot run on this machine or these inputs
     is skipped, with its reason."""
-    from . import backends
+    from ._backends import backends
 
     status = backends()
     summary = CheckSummary()

@@ -19,8 +19,10 @@ copy of the inputs and the results (the caller decides when to wait, e.g. ``resu
 4. :func:`hrnet_fast.decode_heatmaps` with the fused flip merge, back to image pixels;
 5. the official rescoring: box score x the mean of the keypoint scores above 0.2 (0 when none is).
 
-``oks_nms=0.9`` then applies the official OKS-NMS per image, which needs one host synchronisation (the
+``oks_nms=0.9`` then applies the official OKS-NMS per image (:func:`hrnet_fast.coco.oks_nms`), which needs one host synchronisation (the
 greedy suppression runs on the host, on the numbers the official code uses).
+
+The checks of the images and boxes a call receives live in :mod:`hrnet_fast._inputs`.
 """
 from __future__ import annotations
 
@@ -35,10 +37,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ._device import resolve_device
+from ._inputs import as_image, box_array, check_host_boxes, fix_channels, is_array
+from .coco import COCO_SIGMAS, oks_iou, oks_nms  # oks_iou: re-exported (__all__), as before the move to coco.py
+
 __all__ = ["COCO_SIGMAS", "PoseEstimator", "PoseResult", "oks_iou", "oks_nms", "padded_batch_size"]
 
-#: COCO keypoint sigmas (official ``oks_iou``/pycocotools), in joint order.
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
 #: Keypoints whose score is above this count in the rescoring (official TEST.IN_VIS_THRE).
 IN_VIS_THRE = 0.2
 _DECODES = ("argmax", "quarter", "dark", "udp")
@@ -105,150 +109,15 @@ def padded_batch_size(n: int, limit: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# OKS-NMS (official lib/nms/nms.py: oks_iou, oks_nms)
-# --------------------------------------------------------------------------------------------------
-def oks_iou(g: np.ndarray, d: np.ndarray, a_g: float, a_d: np.ndarray, sigmas=None, in_vis_thre=None) -> np.ndarray:
-    """Official ``oks_iou``: OKS of the flat (K*3,) keypoints ``g`` against each row of ``d`` (n, K*3)."""
-    if not isinstance(sigmas, np.ndarray):
-        sigmas = COCO_SIGMAS
-    var = (sigmas * 2) ** 2
-    xg, yg, vg = g[0::3], g[1::3], g[2::3]
-    ious = np.zeros((d.shape[0]))
-    for n_d in range(0, d.shape[0]):
-        xd, yd, vd = d[n_d, 0::3], d[n_d, 1::3], d[n_d, 2::3]
-        dx = xd - xg
-        dy = yd - yg
-        e = (dx ** 2 + dy ** 2) / var / ((a_g + a_d[n_d]) / 2 + np.spacing(1)) / 2
-        if in_vis_thre is not None:
-            ind = list(vg > in_vis_thre) and list(vd > in_vis_thre)
-            e = e[ind]
-        ious[n_d] = np.sum(np.exp(-e)) / e.shape[0] if e.shape[0] != 0 else 0.0
-    return ious
-
-
-def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, thresh: float, sigmas=None,
-            in_vis_thre=None) -> List[int]:
-    """Official ``oks_nms``: greedily keep the highest score, drop the persons whose OKS with it is above
-    ``thresh``. ``keypoints`` (M, K, 3), ``scores`` (M,), ``areas`` (M,) (official: the padded box area
-    ``prod(scale * 200)``). Returns the kept indices, score-descending."""
-    if len(scores) == 0:
-        return []
-    kpts = keypoints.reshape(len(scores), -1)
-    order = np.asarray(scores).argsort()[::-1]
-    keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(int(i))
-        oks_ovr = oks_iou(kpts[i], kpts[order[1:]], areas[i], areas[order[1:]], sigmas, in_vis_thre)
-        inds = np.where(oks_ovr <= thresh)[0]
-        order = order[inds + 1]
-    return keep
-
-
-# --------------------------------------------------------------------------------------------------
-# Input checks
-# --------------------------------------------------------------------------------------------------
-def _is_array(x) -> bool:
-    return isinstance(x, (np.ndarray, torch.Tensor))
-
-
-def _fix_channels(t: torch.Tensor, where: str) -> torch.Tensor:
-    """(H, W) / (H, W, 1) grayscale -> 3 equal channels; (H, W, 4) -> the first 3 (alpha dropped);
-    also for a batch (N, H, W, C)."""
-    c = t.shape[-1]
-    if c == 3:
-        return t
-    if c == 1:
-        return t.expand(*t.shape[:-1], 3).contiguous()
-    if c == 4:
-        return t[..., :3].contiguous()
-    raise ValueError(f"{_E}: {where} must have 3 channels (HxWx3, BGR as OpenCV reads it), or 1 (grayscale) or 4 "
-                     f"(alpha, dropped); got shape {tuple(t.shape)}" + (" (channels first? use .permute(1, 2, 0))"
-                                                                      if t.dim() == 3 and t.shape[0] in (1, 3, 4) else ""))
-
-
-def _as_image(x, where: str) -> torch.Tensor:
-    """One image as a uint8 tensor (H, W, 3) (not moved yet)."""
-    if isinstance(x, np.ndarray):
-        if x.dtype != np.uint8:
-            raise TypeError(f"{_E}: {where} must be uint8 (0-255, as OpenCV reads images), got dtype {x.dtype}; "
-                            f"convert e.g. with np.clip(img * 255, 0, 255).round().astype(np.uint8) for a [0, 1] float image")
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    elif isinstance(x, torch.Tensor):
-        if x.dtype != torch.uint8:
-            raise TypeError(f"{_E}: {where} must be a uint8 tensor (0-255), got dtype {x.dtype}")
-    else:
-        raise TypeError(f"{_E}: {where} must be a numpy array or a torch tensor (H, W, 3) uint8, got {type(x).__name__}")
-    if x.dim() == 2:
-        x = x.unsqueeze(-1)
-    if x.dim() != 3:
-        raise ValueError(f"{_E}: {where} must be an image (H, W, 3), got shape {tuple(x.shape)}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{_E}: {where} is empty: shape {tuple(x.shape)}")
-    return _fix_channels(x, where)
-
-
-def _box_array(b, where: str, image_hw: Tuple[int, int], device: torch.device):
-    """Boxes of one image -> (M, 5) float64 numpy (host) or float32 tensor on ``device`` (device boxes,
-    not checked: see PoseEstimator). None -> the whole image."""
-    if b is None:
-        h, w = image_hw
-        return np.array([[0.0, 0.0, float(w), float(h), 1.0]])
-    if isinstance(b, torch.Tensor) and b.device.type != "cpu":
-        if not (b.is_floating_point() or b.dtype in (torch.int32, torch.int64)):
-            raise TypeError(f"{_E}: {where} must be a real tensor, got {b.dtype}")
-        if b.dim() != 2 or b.shape[1] not in (4, 5):
-            raise ValueError(f"{_E}: {where} must have shape (M, 4) or (M, 5) (x, y, w, h[, score]), got {tuple(b.shape)}")
-        b = b.to(device=device, dtype=torch.float32)
-        if b.shape[1] == 4:
-            b = torch.cat([b, b.new_ones(b.shape[0], 1)], 1)
-        return b
-    if isinstance(b, torch.Tensor):
-        b = b.detach().numpy()
-    try:
-        a = np.asarray(b, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{_E}: {where} must be an array of shape (M, 4) or (M, 5), got {type(b).__name__} ({exc})") from None
-    if a.size == 0:
-        return np.zeros((0, 5))
-    if a.ndim != 2 or a.shape[1] not in (4, 5):
-        hint = " (one box: [[x, y, w, h]])" if a.ndim == 1 else ""
-        raise ValueError(f"{_E}: {where} must have shape (M, 4) or (M, 5) (box[, score]), got {a.shape}{hint}")
-    if a.shape[1] == 4:
-        a = np.concatenate([a, np.ones((a.shape[0], 1))], 1)
-    return a
-
-
-def _check_host_boxes(a: np.ndarray, where: str, box_format: str) -> None:
-    bad = ~np.isfinite(a).all(axis=1)
-    if bad.any():
-        i = int(np.nonzero(bad)[0][0])
-        raise ValueError(f"{_E}: {where}[{i}] = {a[i].tolist()} is not finite (NaN or inf)")
-    w, h = (a[:, 2], a[:, 3]) if box_format == "xywh" else (a[:, 2] - a[:, 0], a[:, 3] - a[:, 1])
-    for name, v in (("width", w), ("height", h)):
-        neg = v < 0
-        if neg.any():
-            i = int(np.nonzero(neg)[0][0])
-            hint = " (corners swapped?)" if box_format == "xyxy" else " (xyxy boxes given with box_format='xywh'?)"
-            raise ValueError(f"{_E}: {where}[{i}] = {a[i, :4].tolist()} has a negative {name} ({v[i]:g}) in {box_format}{hint}")
-    empty = (w == 0) & (h == 0)
-    if empty.any():
-        i = int(np.nonzero(empty)[0][0])
-        raise ValueError(f"{_E}: {where}[{i}] = {a[i, :4].tolist()} has zero width and height")
-
-
-# --------------------------------------------------------------------------------------------------
 # The estimator
 # --------------------------------------------------------------------------------------------------
 def _resolve_device(device) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"{_E}: device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"{_E}: device {device!r}, but torch sees no CUDA GPU (torch {torch.__version__})")
-    return dev
+    try:
+        return resolve_device(device)
+    except ValueError as exc:
+        raise ValueError(f"{_E}: {exc}") from None
+    except RuntimeError as exc:
+        raise RuntimeError(f"{_E}: device {device!r}: {exc}") from None
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
@@ -418,20 +287,20 @@ class PoseEstimator:
 
     def _images(self, images):
         """-> (single, images for crop_boxes (a list of (H, W, 3) device tensors or one batch tensor), [(H, W)])."""
-        if _is_array(images) and images.ndim == 4:
+        if is_array(images) and images.ndim == 4:
             t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
             if t.dtype != torch.uint8:
                 raise TypeError(f"{_E}: the image batch must be uint8 (0-255), got dtype {t.dtype}")
-            t = _fix_channels(t, "the image batch")
+            t = fix_channels(t, "the image batch")
             hw = [(int(t.shape[1]), int(t.shape[2]))] * int(t.shape[0])
             if t.shape[1] == 0 or t.shape[2] == 0:
                 raise ValueError(f"{_E}: the image batch is empty: shape {tuple(t.shape)}")
             return False, self._upload(t), hw
-        if _is_array(images):
-            img = _as_image(images, "image")
+        if is_array(images):
+            img = as_image(images, "image")
             return True, [self._upload(img)], [(int(img.shape[0]), int(img.shape[1]))]
         if isinstance(images, (list, tuple)):
-            checked = [_as_image(x, f"images[{i}]") for i, x in enumerate(images)]
+            checked = [as_image(x, f"images[{i}]") for i, x in enumerate(images)]
             return False, [self._upload(x) for x in checked], [(int(x.shape[0]), int(x.shape[1])) for x in checked]
         raise TypeError(f"{_E}: images must be an (H, W, 3) uint8 array or tensor, a list of them, or an (N, H, W, 3) "
                         f"uint8 tensor, got {type(images).__name__}")
@@ -449,9 +318,9 @@ class PoseEstimator:
         arrays = []
         for j, b in enumerate(box_list):
             where = "boxes" if single else f"boxes[{j}]"
-            a = _box_array(b, where, hw[j], self.device)
+            a = box_array(b, where, hw[j], self.device)
             if isinstance(a, np.ndarray):
-                _check_host_boxes(a, where, self.box_format if b is not None else "xywh")
+                check_host_boxes(a, where, self.box_format if b is not None else "xywh")
                 if b is None and self.box_format == "xyxy":
                     a = a.copy()  # [0, 0, W, H] reads the same in both formats
             arrays.append(a)

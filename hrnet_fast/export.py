@@ -51,6 +51,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
+from ._version import __version__
+
 __all__ = [
     "DECODES",
     "DTYPES",
@@ -380,7 +382,6 @@ def export_onnx(
     _check_torch()
     height, width = _check_args(model, path, batch, dtype, opset, decode, trt_plugins)
     _check_packages(need_onnxruntime=False)
-    from . import __version__
 
     net = _export_copy(model, dtype)
     table = _use_plugins(net) if trt_plugins else None

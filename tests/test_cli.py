@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from hrnet_fast import _timing, checks, cli
+from hrnet_fast.cli import bench
 
 from _golden import TINY_YAML
 
@@ -95,7 +96,7 @@ def test_table_shows_a_failed_variant(capsys):
             "versions": {"torch": "x", "triton": "y", "threads": 1}}
     rows = [dict(section="model", batch=64, dtype="fp16", variant="reference (official eager)", ms=2.0, p20_ms=1.9, p80_ms=2.1),
             dict(section="model", batch=64, dtype="fp16", variant="reference + torch.compile", error="BackendCompilerFailed: boom")]
-    cli._print_table(meta, rows)
+    bench._print_table(meta, rows)
     out = capsys.readouterr().out
     assert "FAILED: BackendCompilerFailed: boom" in out and "2.000" in out
 
@@ -128,7 +129,7 @@ def test_bad_arguments_exit_2_with_a_one_line_error(capsys, monkeypatch, argv, e
     def started(*a, **k):
         raise AssertionError("the benchmark started")
 
-    monkeypatch.setattr(cli, "_build_models", started)
+    monkeypatch.setattr(bench, "_build_models", started)
     _usage_error(capsys, argv, expected)
 
 
@@ -151,7 +152,7 @@ def test_unwritable_json_fails_before_the_benchmark(tmp_path, capsys, monkeypatc
     def started(*a, **k):
         raise AssertionError("the benchmark started")
 
-    monkeypatch.setattr(cli, "_build_models", started)
+    monkeypatch.setattr(bench, "_build_models", started)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     target = blocker / "out.json"  # a path under a regular file: no user, root included, can write it
@@ -164,7 +165,7 @@ def test_writable_json_path_is_not_left_behind_by_the_check(tmp_path, monkeypatc
     def started(*a, **k):
         raise AssertionError("the benchmark started")
 
-    monkeypatch.setattr(cli, "_build_models", started)
+    monkeypatch.setattr(bench, "_build_models", started)
     target = tmp_path / "new" / "bench.json"
     with pytest.raises(AssertionError, match="the benchmark started"):
         cli.main(["bench", "--device", "cpu", "--config", TINY_YAML, "--json", str(target)])
@@ -192,7 +193,7 @@ def test_help_and_version_do_not_import_torch(argv):
     """`hrnet-fast --help` must answer at once: the package imports torch lazily (`-X importtime` lists
     every module the command imported)."""
     res = subprocess.run([sys.executable, "-X", "importtime", "-m", "hrnet_fast", *argv], capture_output=True,
-                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(cli.__file__))})
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(cli.__file__)))})
     assert res.returncode == 0, res.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
     heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "numpy", "triton", "yaml"))
@@ -208,3 +209,79 @@ def test_lazy_package_keeps_its_public_names():
             "from hrnet_fast import *; assert CheckpointReadError and COCO_FLIP_PAIRS; print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------- the command package
+
+
+def _fake_gpus(monkeypatch, count):
+    """torch's CUDA queries answering as on a machine with ``count`` GPUs (nothing touches a GPU)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def test_resolve_device_is_one_resolver_for_library_and_command_line(monkeypatch, capsys):
+    import torch
+
+    from hrnet_fast._device import resolve_device
+    from hrnet_fast._dist import Dist
+    from hrnet_fast.estimator import PoseEstimator
+
+    _fake_gpus(monkeypatch, 0)
+    assert resolve_device("auto") == resolve_device(None) == torch.device("cpu")
+    with pytest.raises(RuntimeError, match=r"^torch sees no CUDA GPU \(torch "):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'mps'"):
+        resolve_device("mps")
+    with pytest.raises(RuntimeError, match=r"^PoseEstimator: device 'cuda': torch sees no CUDA GPU"):
+        PoseEstimator(torch.nn.Identity(), device="cuda", input_size=(8, 8), flip_test=False)
+    _fake_gpus(monkeypatch, 2)
+    assert resolve_device("auto") == torch.device("cuda") and resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(RuntimeError, match=r"^there are 2 CUDA device\(s\)$"):
+        resolve_device("cuda:2")
+    _usage_error(capsys, ["check", "--device", "cuda:2"], "--device cuda:2: there are 2 CUDA device(s)")
+    # under torchrun each rank takes cuda:LOCAL_RANK (modulo the GPUs); alone, the resolver's answer
+    assert Dist(rank=3, world=4, local_rank=3).device("auto") == torch.device("cuda", 1)
+    assert Dist().device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(RuntimeError, match="there are 2 CUDA device"):
+        Dist(rank=1, world=2, local_rank=1).device("cuda:5")
+
+
+def test_each_command_has_its_own_defaults_for_the_shared_options():
+    def parse(argv):
+        return cli.build_parser(argv[0]).parse_args(argv)
+
+    b = parse(["bench"])
+    assert (b.config, b.weights, b.device, b.dtype) == ("w32_256x192", None, "auto", "fp32")
+    e = parse(["export", "--out", "m.onnx"])
+    assert (e.config, e.weights, e.dtype) == ("w32_256x192", None, "fp32") and not hasattr(e, "device")
+    p = parse(["predict", "--config", "c", "--weights", "w", "x.jpg"])
+    assert (p.dtype, p.device) == ("auto", "auto")
+    ev = parse(["eval", "--ann", "a.json"])
+    assert (ev.config, ev.weights, ev.dtype, ev.draw) == (None, None, "auto", None)
+    c = parse(["check"])
+    assert c.device == "auto" and not hasattr(c, "config") and not hasattr(c, "dtype")
+    for argv, choices in ((["bench"], ["bf16", "fp16", "fp32"]), (["export", "--out", "m"], ["fp16", "fp32"]),
+                          (["predict"], ["auto", "bf16", "fp16", "fp32"])):
+        parser = cli.build_parser(argv[0])
+        sub = next(a for a in parser._actions if a.dest == "command").choices[argv[0]]
+        assert sorted(next(a for a in sub._actions if a.dest == "dtype").choices) == choices, argv
+
+
+def test_command_table_is_lazy(monkeypatch):
+    """Building the parser for one command imports that command's module only."""
+    import importlib
+
+    imported = []
+    real = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module", lambda name, *a: imported.append(name) or real(name, *a))
+    cli.build_parser()
+    assert imported == []
+    cli.build_parser("check")
+    assert imported == ["hrnet_fast.cli.check"]
+    assert set(cli.commands_dict) == {"bench", "info", "check", "export", "predict", "eval"}
+    for name in cli.commands_dict:
+        module = cli.create_command(name)
+        assert callable(module.run) and callable(module.add_arguments) and module.DESCRIPTION, name

@@ -21,6 +21,7 @@ import hrnet_fast
 from _golden import TINY_YAML, assert_close_rel
 from _support import needs_ext
 from hrnet_fast import cli
+from hrnet_fast.cli import export as cli_export
 from hrnet_fast import export as hx
 from hrnet_fast._numerics import max_rel_err
 from hrnet_fast.models.init import realistic_random_init
@@ -424,13 +425,13 @@ def _usage_error(capsys, argv, expected):
     (["--config", "nope"], "--config nope: unknown config name 'nope'"),
 ])
 def test_cli_export_bad_arguments_exit_2(tmp_path, capsys, monkeypatch, args, expected):
-    monkeypatch.setattr(cli, "cmd_export", lambda a: pytest.fail("the export started"))
+    monkeypatch.setattr(cli_export, "run", lambda a: pytest.fail("the export started"))
     _usage_error(capsys, ["export", "--out", str(tmp_path / "m.onnx"), *args], expected)
     assert not os.listdir(tmp_path)
 
 
 def test_cli_export_out_must_be_a_writable_file(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "cmd_export", lambda a: pytest.fail("the export started"))
+    monkeypatch.setattr(cli_export, "run", lambda a: pytest.fail("the export started"))
     _usage_error(capsys, ["export", "--out", str(tmp_path), "--config", TINY_YAML], f"--out {tmp_path}: is a directory")
     blocker = tmp_path / "a_file"
     blocker.write_text("")

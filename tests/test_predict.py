@@ -20,7 +20,9 @@ from _golden import TINY_YAML
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 cv2 = pytest.importorskip("cv2", reason="predict reads images with OpenCV (pip install opencv-python-headless)")
 from _synthetic import DotPoseModel, make_coco  # noqa: E402
-from hrnet_fast import predict  # noqa: E402
+from hrnet_fast import coco as hcoco  # noqa: E402
+from hrnet_fast import draw  # noqa: E402
+from hrnet_fast.cli import predict  # noqa: E402
 
 needs_coco = pytest.mark.skipif(
     __import__("importlib").util.find_spec("pycocotools") is None, reason="eval needs pycocotools (pip install pycocotools)")
@@ -92,13 +94,13 @@ def test_synthetic_coco_eval_with_detections_and_a_false_positive(coco):
     dets.append({"image_id": 2, "category_id": 1, "score": 0.3, "bbox": [5, 5, 40, 60]})  # empty background
     dets.append({"image_id": 2, "category_id": 1, "score": 0.01, "bbox": [5, 5, 40, 60]})  # below --min-box-score
     dets.append({"image_id": 3, "category_id": 2, "score": 0.9, "bbox": [5, 5, 40, 60]})  # not a person
-    boxes = predict.detection_boxes(dets, 0.05, "dets")
+    boxes = hcoco.detection_boxes(dets, 0.05, "dets")
     jobs, _ = predict.image_jobs([img_dir], ann, boxes)
     assert sum(len(j.boxes) for j in jobs) == 10
     results = _run_jobs(_dot_estimator(), jobs)
     empty = [r for r in results if r["image_id"] == 2 and r["score"] == 0.0]
     assert len(empty) == 1  # no keypoint found: every keypoint score 0, rescored to 0
-    stats = predict.evaluate(ann_path, results, verbose=False)
+    stats = hcoco.evaluate(ann_path, results, verbose=False)
     assert stats["AP"] >= 0.99, stats
 
 
@@ -108,7 +110,7 @@ def test_synthetic_eval_catches_a_wrong_flip_merge(coco):
     each other; the evaluation must see it."""
     ann_path, img_dir, ann = coco
     jobs, _ = predict.image_jobs([img_dir], ann, None)
-    stats = predict.evaluate(ann_path, _run_jobs(_dot_estimator(flip_pairs=()), jobs), verbose=False)
+    stats = hcoco.evaluate(ann_path, _run_jobs(_dot_estimator(flip_pairs=()), jobs), verbose=False)
     assert stats["AP"] < 0.5, stats
 
 
@@ -292,7 +294,7 @@ def test_gt_boxes_are_cleaned_as_the_official_dataset_does():
                {"image_id": 1, "bbox": [10, 10, 50, 50], "area": 10, "keypoints": [0, 0, 0], "category_id": 1},
                {"image_id": 1, "bbox": [10, 10, 50, 50], "area": 10, "keypoints": [1, 1, 2], "iscrowd": 1, "category_id": 1},
                {"image_id": 1, "bbox": [10, 10, 50, 50], "area": 0, "keypoints": [1, 1, 2], "category_id": 1}]}
-    boxes = predict.gt_person_boxes(ann)
+    boxes = hcoco.gt_person_boxes(ann)
     # x1 = max(0, x); x2 = min(W - 1, x1 + max(0, w - 1)); the same for y; box = [x1, y1, x2 - x1, y2 - y1]
     np.testing.assert_allclose(boxes[1], [[0, 10, 49, 69, 1.0]])
 
@@ -303,6 +305,6 @@ def test_draw_pose_draws_and_skips_missing_keypoints():
     kp[0, :, :2] = np.random.default_rng(0).uniform(5, 55, (17, 2))
     kp[0, :, 2] = 0.9
     kp[1] = np.nan
-    drawn = predict.draw_pose(img, kp, np.array([[5, 5, 50, 50], [np.nan] * 4]))
+    drawn = draw.draw_pose(img, kp, np.array([[5, 5, 50, 50], [np.nan] * 4]))
     assert drawn.shape == img.shape and drawn.any() and not img.any()
-    assert predict.draw_pose(img[:, :, 0], kp[:1]).shape == (60, 80, 3)
+    assert draw.draw_pose(img[:, :, 0], kp[:1]).shape == (60, 80, 3)
