@@ -51,6 +51,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
+from ._atomic import atomic_path, writable_problem
 from ._version import __version__
 
 __all__ = [
@@ -154,6 +155,9 @@ def _check_args(model, path, batch, dtype, opset, decode, trt_plugins) -> Tuple[
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ValueError(f"export_onnx: the folder of {os.fspath(path)!r} does not exist ({parent})")
+    problem = writable_problem(path)  # now, not after the whole export
+    if problem:
+        raise ValueError(f"export_onnx: path {os.fspath(path)!r}: {problem}")
     if batch != "dynamic" and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ValueError(f"export_onnx: batch must be 'dynamic' or a positive int, got {batch!r}")
     if dtype not in DTYPES:
@@ -366,7 +370,8 @@ def export_onnx(
 
     Args:
         model: the network; not modified (a CPU copy is exported, in eval mode, BatchNorm folded).
-        path: the .onnx file to write (one file, weights included); its folder must exist.
+        path: the .onnx file to write (one file, weights included); its folder must exist and be writable
+            (checked before the export). Written atomically: to a temporary file beside it, then renamed.
         batch: ``"dynamic"`` (a dimension named ``batch``, any N >= 1) or a fixed positive int.
         dtype: ``torch.float32`` or ``torch.float16``: weights, ``images`` and ``heatmaps``.
         opset: ONNX opset, from 18 to :func:`max_opset`.
@@ -414,7 +419,10 @@ def export_onnx(
         "hrnet_fast.decode": decode or "none",
         "hrnet_fast.trt_plugins": str(int(trt_plugins)),
     })
-    program.save(os.fspath(path), external_data=False)
+    # atomically: a failed save (a full disk, a killed process) never leaves a truncated model, nor destroys
+    # the previous file at that path
+    with atomic_path(path) as tmp:
+        program.save(tmp, external_data=False)
     return os.fspath(path)
 
 
