@@ -9,6 +9,8 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from ._boxes import first_bad_box
+
 __all__ = ["as_image", "box_array", "check_host_boxes", "fix_channels", "is_array"]
 
 _E = "PoseEstimator"
@@ -87,20 +89,8 @@ def box_array(b, where: str, image_hw: Tuple[int, int], device: torch.device):
 
 
 def check_host_boxes(a: np.ndarray, where: str, box_format: str) -> None:
-    """``ValueError`` naming the first box of ``a`` (M, 5) that is not finite, has a negative width or height
-    in ``box_format``, or zero width and height."""
-    bad = ~np.isfinite(a).all(axis=1)
-    if bad.any():
-        i = int(np.nonzero(bad)[0][0])
-        raise ValueError(f"{_E}: {where}[{i}] = {a[i].tolist()} is not finite (NaN or inf)")
-    w, h = (a[:, 2], a[:, 3]) if box_format == "xywh" else (a[:, 2] - a[:, 0], a[:, 3] - a[:, 1])
-    for name, v in (("width", w), ("height", h)):
-        neg = v < 0
-        if neg.any():
-            i = int(np.nonzero(neg)[0][0])
-            hint = " (corners swapped?)" if box_format == "xyxy" else " (xyxy boxes given with box_format='xywh'?)"
-            raise ValueError(f"{_E}: {where}[{i}] = {a[i, :4].tolist()} has a negative {name} ({v[i]:g}) in {box_format}{hint}")
-    empty = (w == 0) & (h == 0)
-    if empty.any():
-        i = int(np.nonzero(empty)[0][0])
-        raise ValueError(f"{_E}: {where}[{i}] = {a[i, :4].tolist()} has zero width and height")
+    """``ValueError`` naming the first box of ``a`` (M, 5) that is not finite, does not fit float32, has a
+    negative width or height in ``box_format``, or zero width and height (:func:`hrnet_fast._boxes.first_bad_box`)."""
+    bad = first_bad_box(a, box_format)
+    if bad is not None:
+        raise ValueError(f"{_E}: {where}[{bad[0]}] = {bad[1]}")

@@ -51,6 +51,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .. import _backends
+from . import _crop_checks as _checks
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -127,6 +128,9 @@ def boxes_to_center_scale(boxes, image_size, box_format: str = "xywh", padding: 
         rounds (center; scale before the padding, which is then applied in float32), so float64 boxes
         give the official values bit for bit. The official code skips the padding when the center's x is
         exactly -1 (a sentinel of its data loader); this function always pads.
+
+    Raises ``ValueError`` naming ``boxes[i]``, as ``PoseEstimator`` does, for a NaN, negative-size (swapped
+    xyxy corners), empty or beyond-float32 box (boxes on the CPU: on a GPU the check would need a host sync).
     """
     op = "boxes_to_center_scale"
     b = _as_float64("boxes", boxes, op)
@@ -137,6 +141,7 @@ def boxes_to_center_scale(boxes, image_size, box_format: str = "xywh", padding: 
         raise ValueError(f"{op}: box_format must be 'xywh' or 'xyxy', got {box_format!r}")
     if isinstance(padding, bool) or not isinstance(padding, numbers.Real) or not (math.isfinite(padding) and padding > 0):
         raise ValueError(f"{op}: padding must be a positive number, got {padding!r}")
+    _checks.check_boxes(op, b, box_format)  # NaN, negative or zero size, beyond float32: named boxes[i] (CPU boxes)
     x, y = b[:, 0], b[:, 1]
     if box_format == "xywh":
         w, h = b[:, 2], b[:, 3]
@@ -243,6 +248,8 @@ def _as_tensor_image(name: str, t, what: str) -> torch.Tensor:
     if hasattr(t, "__array__") and hasattr(t, "dtype"):  # numpy: zero copy
         try:
             return torch.from_numpy(t)
+        except ValueError:  # a negative-stride view (img[..., ::-1]) torch cannot wrap: copy it, as PoseEstimator does
+            return torch.from_numpy(t.copy())
         except TypeError as exc:
             raise TypeError(f"{_OP}: {name} could not be converted to a tensor ({exc})") from None
     raise TypeError(f"{_OP}: {name} must be {what}, got {type(t).__name__}")
@@ -420,25 +427,6 @@ def resolve_backend(device, dtype: torch.dtype = torch.float32, backend: str = "
 # --------------------------------------------------------------------------------------------------
 # The public function
 # --------------------------------------------------------------------------------------------------
-def _check_values(image_index: torch.Tensor, center: torch.Tensor, scale: torch.Tensor,
-                  rotation: Optional[torch.Tensor], n: int) -> None:
-    """Value checks that cost nothing on the CPU (on a GPU they would need a host sync: skipped there)."""
-    if image_index.device.type == "cpu" and image_index.numel():
-        lo, hi = int(image_index.min()), int(image_index.max())
-        if lo < 0 or hi >= n:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"{_OP}: image_index holds {bad}, out of range for {n} image(s)")
-    if center.device.type == "cpu" and center.numel() and not bool(torch.isfinite(center).all()):
-        raise ValueError(f"{_OP}: center must be finite, got {center[~torch.isfinite(center).all(1)][0].tolist()}")
-    if scale.device.type == "cpu" and scale.numel():
-        bad = ~(torch.isfinite(scale) & (scale > 0)).all(1)
-        if bool(bad.any()):
-            raise ValueError(f"{_OP}: scale must be finite and positive, got {scale[bad][0].tolist()} "
-                             f"(box {int(bad.nonzero()[0])})")
-    if rotation is not None and rotation.device.type == "cpu" and rotation.numel() and not bool(torch.isfinite(rotation).all()):
-        raise ValueError(f"{_OP}: rotation must be finite")
-
-
 def _check_box(name: str, v, m: int) -> torch.Tensor:
     t = _as_float64(name, v, _OP)
     if t.shape != (m, 2):
@@ -497,6 +485,7 @@ def crop_boxes(
         there (the transforms are computed with torch ops in float64 on the device). Not differentiable.
         See the module docstring for the exact rules.
     """
+    _checks.check_devices(_OP, images=images, image_index=image_index, center=center, scale=scale, rotation=rotation)
     flat, meta = _pack_images(images)
     device, n = flat.device, int(meta.shape[0])
     out_h, out_w = _pair("out_size", out_size, _OP, integer=True)
@@ -536,7 +525,8 @@ def crop_boxes(
         r = _as_float64("rotation", rotation, _OP)
         if r.shape != (m,):
             raise ValueError(f"{_OP}: rotation must have shape (M,) = ({m},), got {tuple(r.shape)}")
-    _check_values(index, c, s, r, n)
+    _checks.check_values(_OP, index, c, s, r, n)
+    _checks.check_output_size(_OP, m, out_h, out_w, dtype, device)
 
     name = _backends.resolve(SUPPORT, backend, device, dtype, ())
     index = index.to(device=device, dtype=torch.int64, non_blocking=True)
