@@ -217,7 +217,7 @@ def test_torchrun_two_cpu_processes_equal_one(coco, tiny_weights, tmp_path):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["predict", "x.jpg", "--config", TINY_YAML, "--out", "o.json"], "the following arguments are required: --weights"),
+    (["predict", "x.jpg", "--out", "o.json"], "the following arguments are required: --config"),
     (["predict", "--config", "nope", "--weights", "W", "x.jpg"], "--config nope: unknown config name 'nope'"),
     (["predict", "--config", TINY_YAML, "--weights", "/nonexistent.pth", "x.jpg"], "--weights /nonexistent.pth: no such file"),
     (["predict", "--config", TINY_YAML, "--weights", "{w}", "/nonexistent.jpg", "--out", "o.json"], "/nonexistent.jpg: no such file or directory"),
@@ -237,7 +237,7 @@ def test_torchrun_two_cpu_processes_equal_one(coco, tiny_weights, tmp_path):
     (["predict", "--config", TINY_YAML, "--weights", "{w}", "--video", "{w}"], "--video needs --draw-video OUT.mp4 and/or --out"),
     (["predict", "--config", TINY_YAML, "--weights", "{w}", "{img}", "--out", "{dir}"], "is a directory"),
     (["eval", "--ann", "/nonexistent.json", "--results", "r.json"], "--ann /nonexistent.json: no such file"),
-    (["eval", "--ann", "{dir}/ann.json"], "give --results keypoints.json, or --config, --weights and --images"),
+    (["eval", "--ann", "{dir}/ann.json"], "give --results keypoints.json, or --config (and --weights) and --images"),
     (["eval", "--ann", "{dir}/ann.json", "--results", "{w}", "--config", TINY_YAML], "not both"),
     (["eval", "--ann", "{dir}/ann.json", "--config", TINY_YAML, "--weights", "{w}"], "--config needs --images DIR"),
 ])
@@ -265,15 +265,16 @@ def test_missing_optional_packages_are_usage_errors(tmp_path, capsys, monkeypatc
 
 @needs_coco
 def test_eval_of_results_that_do_not_fit(coco, tmp_path, capsys):
+    """Results that do not fit --ann are a user error now (issue 19): exit 2, one line naming the file and the
+    entry (tests/test_eval_checks.py has every kind)."""
     ann_path, _, _ = coco
     empty = tmp_path / "empty.json"
     empty.write_text("[]")
-    assert cli.main(["eval", "--ann", ann_path, "--results", str(empty)]) == 1
-    assert "no keypoint results to evaluate" in capsys.readouterr().err
+    _usage_error(capsys, ["eval", "--ann", ann_path, "--results", str(empty)], "no keypoint results to evaluate")
     other = tmp_path / "other.json"
     other.write_text(json.dumps([{"image_id": 999, "category_id": 1, "keypoints": [0.0] * 51, "score": 1.0}]))
-    assert cli.main(["eval", "--ann", ann_path, "--results", str(other)]) == 1
-    assert "the results do not fit" in capsys.readouterr().err
+    _usage_error(capsys, ["eval", "--ann", ann_path, "--results", str(other)],
+                 f"--results {other}: entry 0 (image_id 999): the image id is not in the annotation file")
 
 
 @pytest.mark.parametrize("argv", [["predict", "--help"], ["eval", "--help"]])

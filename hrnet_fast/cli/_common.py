@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 from .._version import __version__
 
@@ -57,8 +57,9 @@ def add_common_args(p: argparse.ArgumentParser, *, model: bool = False, required
     """Add --config/--weights (``model``), --device (``device``) and --dtype (``dtype``: its default; None = no
     --dtype), spelled alike in every command, with this command's defaults, choices and help.
 
-    ``required``: --config and --weights must be given (then ``config_default`` is ignored); otherwise
-    --config defaults to ``config_default`` (None: no default) and --weights to None."""
+    ``required``: --config must be given (then ``config_default`` is ignored); otherwise it defaults to
+    ``config_default`` (None: no default). --weights is never required: without it the network gets random
+    weights, and :func:`build_model` says so loudly (a new user can try every command without a checkpoint)."""
     if model:
         if required or config_default is None:
             p.add_argument("--config", default=None, required=required,
@@ -66,7 +67,7 @@ def add_common_args(p: argparse.ArgumentParser, *, model: bool = False, required
         else:
             p.add_argument("--config", default=config_default,
                            help=f"config name or official experiment YAML (default: {config_default})")
-        p.add_argument("--weights", default=None, required=required, help=weights_help)
+        p.add_argument("--weights", default=None, help=weights_help)
     if device:
         p.add_argument("--device", default="auto", type=device_arg, help=device_help)
     if dtype is not None:
@@ -87,18 +88,53 @@ def resolve_device_arg(parser: argparse.ArgumentParser, name: str):
 
 
 def check_writable(parser: argparse.ArgumentParser, opt: str, path: str) -> None:
-    """Fail now, not after the benchmark, when ``path`` cannot be written (the folder is created)."""
+    """Fail now, not after the work, when ``path`` cannot be written (its folder is created). Outputs are
+    written atomically (:mod:`hrnet_fast._atomic`): a file is created beside ``path``, so that is the probe; a
+    probe file is removed at once and ``path`` itself is not touched."""
+    from .._atomic import writable_problem
+
     if os.path.isdir(path):
         parser.error(f"{opt} {path}: is a directory; expected a file path")
-    existed = os.path.exists(path)
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "a"):
-            pass
     except OSError as exc:
         parser.error(f"{opt} {path}: cannot write there ({exc.strerror})")
-    if not existed:
-        os.remove(path)
+    problem = writable_problem(path)
+    if problem:
+        parser.error(f"{opt} {path}: {problem}")
+
+
+def file_index(inputs: Iterable[Tuple[str, Optional[str]]]) -> Dict[Tuple[int, int], Tuple[str, str]]:
+    """The existing input files of a command, ``(option, path)`` pairs (None paths skipped), keyed by their
+    ``(st_dev, st_ino)``: one file however it is named (relative, absolute, through a symlink or a hard link),
+    as ``os.path.samefile`` compares them."""
+    index: Dict[Tuple[int, int], Tuple[str, str]] = {}
+    for opt, path in inputs:
+        if path:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            index.setdefault((st.st_dev, st.st_ino), (opt, path))
+    return index
+
+
+def check_outputs(parser: argparse.ArgumentParser, outputs: Iterable[Tuple[str, Optional[str]]],
+                  inputs: Dict[Tuple[int, int], Tuple[str, str]]) -> None:
+    """Refuse (usage error, exit 2, one line naming both options) an output path that is an input file
+    (:func:`file_index`): writing it would destroy the input (a video would be truncated while it is read).
+    ``outputs``: ``(option, path)`` pairs; an output that does not exist yet is no input."""
+    for opt, path in outputs:
+        if not path:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        hit = inputs.get((st.st_dev, st.st_ino))
+        if hit is not None:
+            parser.error(f"{opt} {path}: is the input {hit[0]} {hit[1]}; writing it would destroy that input: "
+                         f"choose another output path")
 
 
 def check_readable(parser: argparse.ArgumentParser, opt: str, path: str) -> None:
@@ -124,10 +160,51 @@ def validate_config_and_weights(parser: argparse.ArgumentParser, args) -> None:
 # ---------------------------------------------------------------------------------------------- shared work
 
 
-def build_model(args):
+def write_output(command: str, opt: str, path: str, obj, indent: Optional[int] = None, allow_nan: bool = True) -> bool:
+    """``obj`` as JSON to ``path``, atomically (:func:`hrnet_fast._atomic.write_json`): a failed write (a full
+    disk, a file-size limit) leaves the previous file and no temporary file. On failure prints one line
+    naming ``opt`` and returns False (the command exits 1)."""
+    import sys
+
+    from .._atomic import write_json
+
+    try:
+        write_json(path, obj, indent=indent, allow_nan=allow_nan)
+    except OSError as exc:
+        print(f"hrnet-fast {command}: cannot write {opt} {path}: {exc.strerror or exc} (nothing was replaced)", file=sys.stderr)
+        return False
+    return True
+
+
+def random_weights_warning(doing: str, meaning: str) -> None:
+    """The one loud warning of every command run without --weights (``doing``: "exporting", ...)."""
+    from .._console import say
+
+    say(f"warning: no --weights: {doing} RANDOM weights (BatchNorm statistics measured on random images); {meaning}")
+
+
+def mismatch_line(exc, config: str) -> str:
+    """A :class:`~hrnet_fast.checkpoint.CheckpointMismatchError` (several lines, up to 20 keys each) in one
+    line: the counts and one example of each kind."""
+    parts = []
+    if exc.shape_conflicts:
+        key, a, b = exc.shape_conflicts[0]
+        parts.append(f"{len(exc.shape_conflicts)} shape conflict(s), e.g. {key}: checkpoint {tuple(a)} vs model {tuple(b)}")
+    for what, keys in (("missing", exc.missing), ("unexpected", exc.unexpected)):
+        if keys:
+            parts.append(f"{len(keys)} {what} key(s), e.g. {keys[0]}")
+    if exc.unloadable:
+        key, why = exc.unloadable[0]
+        parts.append(f"{len(exc.unloadable)} tensor(s) that cannot be loaded, e.g. {key}: {why}")
+    return (f"does not fit --config {config} (nothing was loaded): {'; '.join(parts)} "
+            f"(a checkpoint of another architecture or config?)")
+
+
+def build_model(args, doing: str = "running", meaning: str = "the outputs mean nothing"):
     """``(network of args.cfg, (H, W) of its input)``: ``--weights`` loaded strictly (a file that is not a
-    matching checkpoint is a usage error, exit 2) and the network in eval mode, or, without weights,
-    realistic random weights (BatchNorm statistics measured on random images, seed 0)."""
+    matching checkpoint, truncated or of another architecture, is a usage error: one line, exit 2) and the
+    network in eval mode, or, without weights, realistic random weights (BatchNorm statistics measured on random
+    images, seed 0) after :func:`random_weights_warning` (``doing``, ``meaning``)."""
     import hrnet_fast
     from hrnet_fast.checkpoint import CheckpointMismatchError, CheckpointReadError
     from hrnet_fast.models.init import realistic_random_init
@@ -137,10 +214,13 @@ def build_model(args):
     if args.weights:
         try:
             hrnet_fast.load_checkpoint(model, args.weights, strict=True)
-        except (CheckpointReadError, CheckpointMismatchError) as exc:  # a bad --weights file: the user's error
+        except CheckpointReadError as exc:  # a bad --weights file: the user's error
             args.parser.error(f"--weights {args.weights}: {exc}")
+        except CheckpointMismatchError as exc:
+            args.parser.error(f"--weights {args.weights}: {mismatch_line(exc, args.config)}")
         model.eval()
     else:
+        random_weights_warning(doing, meaning)
         realistic_random_init(model, image_hw=(h, w), seed=0, batches=1, batch_size=2)
     return model, (h, w)
 

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 from typing import Any, Callable, Dict, List, Optional
 
 from .._console import say
-from ._common import (add_common_args, build_model, check_writable, resolve_device_arg, torch_dtype, validate_config_and_weights,
-                      versions)
+from ._common import (add_common_args, build_model, check_outputs, check_writable, file_index, resolve_device_arg, torch_dtype,
+                      validate_config_and_weights, versions, write_output)
 
 DESCRIPTION = ("Measure the official reference against hrnet_fast in one run: the exchange units alone, the whole model, "
                "and heatmap decoding; print speed-ups, the spread of repeated rounds and the max relative error, write JSON. "
-               "Warns when the rounds disagree or the load average exceeds the cores.")
+               "Warns (each warning once) when the rounds disagree or the load average, sampled during the whole run, "
+               "exceeds the cores.")
 BACKENDS = ("auto", "torch", "cpp", "cuda", "triton")
 _DEFAULT_BATCH = "1,8"
 
@@ -63,6 +63,7 @@ def validate(parser: argparse.ArgumentParser, args) -> None:
     """--config, --weights, --json, --device and --backend checked before the models are built."""
     validate_config_and_weights(parser, args)
     if args.json:
+        check_outputs(parser, [("--json", args.json)], file_index([("--weights", args.weights), ("--config", args.config)]))
         check_writable(parser, "--json", args.json)
     args.device_obj = resolve_device_arg(parser, args.device)
     if args.backend != "auto":
@@ -89,7 +90,8 @@ def _build_models(args, device, dtype):
 
     import hrnet_fast
 
-    model, (h, w) = build_model(args)  # a bad --weights file: a usage error (exit 2)
+    model, (h, w) = build_model(args, doing="timing",  # a bad --weights file: a usage error (exit 2)
+                                meaning="fine for timing and equivalence, the heatmaps mean nothing")
     for unit in model.exchange_units():
         unit.configure(fused=False)  # the reference is the official computation
     official32 = model.to(device=device, dtype=torch.float32).eval()
@@ -280,15 +282,14 @@ def _print_table(meta, rows) -> None:
     print("(exchange: whole units, the strided 3x3 downsampling included; max err: max relative error of "
           "hrnet_fast's output against the reference; for decode, the max coordinate difference in pixels; "
           "spread: (max - min) / min of the medians of repeated rounds, each side measured interleaved with the other)")
-    for w in meta.get("warnings", []):
-        print(f"warning: {w}")
 
 
 def run(args) -> int:
-    """Build the models, measure every batch size, print the table and write --json."""
+    """Build the models, measure every batch size, print the table and write --json (atomically). Each warning
+    is printed once, on stderr; the load average is watched during the whole run and its peak reported."""
     import torch
 
-    from .._timing import ROUND_SPREAD_WARN, cores, device_name, load_average, load_warning, measure_rounds, spread_warnings
+    from .._timing import ROUND_SPREAD_WARN, LoadMonitor, cores, device_name, load_warning, measure_rounds, spread_warnings
 
     device = args.device_obj
     dtype = torch_dtype(args.dtype)
@@ -302,26 +303,33 @@ def run(args) -> int:
     rounds = 2 if args.quick else 3
 
     def timer(fns):
+        load.sample()  # between sections too: the thread samples every few seconds, a quick run may be shorter
         return measure_rounds(fns, device, rounds=rounds, min_time=min_time, min_runs=1 if args.quick else 2, warmup=1)
 
-    load_start = load_average()
-    busy = load_warning(load_start)
-    if busy:
-        say(f"warning: {busy}; timings will swing")
-    say(f"building {args.config} (random weights, measured BatchNorm statistics)" if not args.weights else f"loading {args.weights}")
-    official32, reference, fast, (h, w) = _build_models(args, device, dtype)
+    printed = set()
+
+    def warn(msg: str) -> None:
+        if msg not in printed:
+            printed.add(msg)
+            say(f"warning: {msg}")
+
     rows: List[Dict[str, Any]] = []
-    for batch in batches:
-        x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch)).to(device=device, dtype=dtype)
-        say(f"batch {batch}: exchange units")
-        _bench_exchange(reference, fast, x, timer, rows, batch, args.dtype)
-        say(f"batch {batch}: whole model")
-        compile_ref = not (args.quick or args.no_compile) and (args.compile_batches is None or batch in args.compile_batches)
-        _bench_model(official32, reference, fast, x, device, timer, rows, batch, args.dtype, compile_ref=compile_ref)
-        say(f"batch {batch}: decoding")
-        _bench_decode(fast, x, device, timer, rows, batch, args.dtype, args.backend)
-    load_end = load_average()
-    warnings = [m for m in (load_warning(load_start), load_warning(load_end)) if m][:1]
+    with LoadMonitor() as load:
+        busy = load_warning(load.start)
+        if busy:
+            warn(busy)  # said now (timings will swing), and not again at the end unless the load got higher
+        say(f"building {args.config}" if not args.weights else f"loading {args.weights}")
+        official32, reference, fast, (h, w) = _build_models(args, device, dtype)
+        for batch in batches:
+            x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch)).to(device=device, dtype=dtype)
+            say(f"batch {batch}: exchange units")
+            _bench_exchange(reference, fast, x, timer, rows, batch, args.dtype)
+            say(f"batch {batch}: whole model")
+            compile_ref = not (args.quick or args.no_compile) and (args.compile_batches is None or batch in args.compile_batches)
+            _bench_model(official32, reference, fast, x, device, timer, rows, batch, args.dtype, compile_ref=compile_ref)
+            say(f"batch {batch}: decoding")
+            _bench_decode(fast, x, device, timer, rows, batch, args.dtype, args.backend)
+    warnings = [m for m in (load_warning(load.peak),) if m]  # the highest load seen, start to end
     warnings += spread_warnings({f"{r['section']} batch {r['batch']} {r['variant']}": r for r in rows if "ms" in r},
                                 threshold=ROUND_SPREAD_WARN)
     meta = {
@@ -335,16 +343,16 @@ def run(args) -> int:
         "batches": batches,
         "quick": bool(args.quick),
         "rounds": rounds,
-        "load_average": {"start": load_start, "end": load_end},
+        "load_average": load.as_dict(),
         "cores": cores(),
         "warnings": warnings,
         "versions": versions(),
     }
     _print_table(meta, rows)
     for msg in warnings:
-        say(f"warning: {msg}")
+        warn(msg)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"meta": meta, "results": rows}, fh, indent=2)
+        if not write_output("bench", "--json", args.json, {"meta": meta, "results": rows}, indent=2):
+            return 1
         print(f"wrote {args.json}")
     return 0

@@ -7,7 +7,8 @@ import argparse
 import os
 
 from .._console import say
-from ._common import add_common_args, build_model, check_writable, torch_dtype, validate_config_and_weights
+from ._common import (add_common_args, build_model, check_outputs, check_writable, file_index, torch_dtype,
+                      validate_config_and_weights)
 
 DESCRIPTION = ("Export the network (and optionally heatmap decoding) to ONNX with torch.onnx.export(dynamo=True). "
                "Input 'images' (N, 3, H, W), normalised crops; output 'heatmaps'; with --decode also inputs "
@@ -49,6 +50,7 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
 def validate(parser: argparse.ArgumentParser, args) -> None:
     """--config, --weights, --out, --opset and the exporter's packages checked before the export."""
     validate_config_and_weights(parser, args)
+    check_outputs(parser, [("--out", args.out)], file_index([("--weights", args.weights), ("--config", args.config)]))
     check_writable(parser, "--out", args.out)
     if args.check and args.trt_plugins:
         parser.error("--check runs the graph in onnxruntime, which cannot run the --trt-plugins nodes: drop one of them")
@@ -64,16 +66,15 @@ def validate(parser: argparse.ArgumentParser, args) -> None:
 
 
 def run(args) -> int:
-    """Export; with --check, exit 1 when onnxruntime's heatmaps differ from torch's past the tolerance."""
+    """Export (atomically: :func:`hrnet_fast.export_onnx` writes a temporary file beside --out and renames it);
+    with --check, exit 1 when onnxruntime's heatmaps differ from torch's past the tolerance."""
     import time
 
     import hrnet_fast
     from ..export import export_onnx, verify_onnx
 
-    if not args.weights:
-        say("no --weights: exporting RANDOM weights (BatchNorm statistics measured on random images); the graph "
-            "is the real one, its outputs mean nothing")
-    model, (h, w) = build_model(args)  # a bad --weights file: a usage error (exit 2)
+    # a bad --weights file: a usage error (exit 2); no --weights: the loud random-weights warning
+    model, (h, w) = build_model(args, doing="exporting", meaning="the graph is the real one, its outputs mean nothing")
     if args.optimize:
         model = hrnet_fast.optimize(model)
     dtype = torch_dtype(args.dtype)

@@ -1,15 +1,20 @@
 """``hrnet-fast predict``: images (or a video) and person boxes to COCO keypoint results.
 
-    hrnet-fast predict --config w32_256x192 --weights W.pth IMAGES_OR_DIR [--ann coco.json] [--boxes dets.json]
+    hrnet-fast predict --config w32_256x192 [--weights W.pth] IMAGES_OR_DIR [--ann coco.json] [--boxes dets.json]
                        [--min-box-score 0.0] --out keypoints.json [--draw OUTDIR] [--no-flip] [--decode dark]
-    hrnet-fast predict --config ... --weights ... --video in.mp4 [--boxes per_frame.json] --draw-video out.mp4
+    hrnet-fast predict --config ... [--weights ...] --video in.mp4 [--boxes per_frame.json] --draw-video out.mp4
     torchrun --nproc_per_node N -m hrnet_fast predict ...     # images sharded over the ranks, rank 0 writes
 
 Boxes, in this order: ``--boxes`` (COCO results format: ``image_id``, ``bbox`` [x, y, w, h], ``score``,
 ``category_id`` 1; keyed by the annotation file's image ids, or by file name without ``--ann``); else the
 ground-truth person boxes of ``--ann``, cleaned as the official ``COCODataset`` does (clipped to the image,
 ``w - 1``, ``h - 1``, persons without keypoints and crowds skipped); else the whole image. Image ids are those
-of ``--ann``, else the file names.
+of ``--ann``, else the file names. Without ``--weights`` the network has random weights (a loud warning).
+
+Safety: every argument and input file is checked before the model is built (a user error is one line, exit
+2); no output may be an input (``--draw`` into the image folder, ``--draw-video`` onto ``--video``); every
+output is written atomically (:mod:`hrnet_fast._atomic`); a person whose keypoints are not finite is not
+written (JSON has no NaN); a run with no person to estimate is an error (exit 1) unless ``--allow-empty``.
 
 Here: the arguments, the jobs of a run (:func:`image_jobs`) and the loop that feeds them to a
 :class:`hrnet_fast.PoseEstimator` (:func:`predict_jobs`). The library parts: COCO files, boxes and results
@@ -21,17 +26,20 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import importlib.util
-import json
+import math
 import os
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from .._console import ProgressBar, say
 from .._dist import Dist
-from ._common import (DTYPE_CHOICES, add_common_args, check_readable, check_writable, positive_int, torch_dtype,
-                      validate_config_and_weights)
+from ._common import (DTYPE_CHOICES, add_common_args, build_model, check_outputs, check_readable, check_writable, file_index,
+                      positive_int, torch_dtype, validate_config_and_weights, write_output)
 
 DESCRIPTION = ("Top-down pose estimation of images or a video: boxes from --boxes (detections), the "
                "ground truth of --ann, or the whole image; keypoints written in the COCO keypoint "
@@ -52,13 +60,16 @@ def add_arguments(pr: argparse.ArgumentParser) -> None:
     pr.add_argument("--draw", default=None, metavar="OUTDIR", help="write each image with its poses drawn to this directory")
     pr.add_argument("--video", default=None, help="a video file instead of images (read with OpenCV)")
     pr.add_argument("--draw-video", default=None, metavar="OUT.mp4", help="write the video with the poses drawn (mp4v)")
+    pr.add_argument("--allow-empty", action="store_true",
+                    help="no person to run (no box matches an image) is not an error: write an empty results file")
     add_model_and_run_args(pr, required=True)
 
 
 def add_model_and_run_args(p: argparse.ArgumentParser, required: bool) -> None:
-    """The model and running options of predict (required: --config, --weights) and eval (optional)."""
+    """The model and running options of predict (required: --config) and eval (optional)."""
     add_common_args(p, model=True, required=required, config_default=None,
-                    weights_help="official or mmpose checkpoint (.pth); see the README, 'Weights'", device=True, dtype="auto",
+                    weights_help="official or mmpose checkpoint (.pth); see the README, 'Weights' (default: random "
+                                 "weights, said so: the keypoints mean nothing)", device=True, dtype="auto",
                     dtypes=("auto",) + DTYPE_CHOICES, dtype_help="compute dtype (default: fp16 on CUDA, fp32 on the CPU)")
     p.add_argument("--boxes", default=None,
                    help="person detections in the COCO results format (image_id, bbox [x, y, w, h], score, category_id 1), "
@@ -91,13 +102,63 @@ def _json_arg(parser: argparse.ArgumentParser, opt: str, path: str, what: str):
         parser.error(f"{opt} {exc}")
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """FFmpeg (inside OpenCV) logs to the process's stderr ("moov atom not found") when a file is not a video:
+    silence file descriptor 2 while probing, so a user error stays one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _check_video(parser: argparse.ArgumentParser, path: str) -> None:
+    """--video must be a video OpenCV can read a frame of (checked now, not after the model is built)."""
+    import cv2
+
+    with _quiet_stderr():
+        cap = cv2.VideoCapture(path)
+        try:
+            ok = cap.isOpened() and cap.read()[0]
+        finally:
+            cap.release()
+    if not ok:
+        parser.error(f"--video {path}: OpenCV cannot read a frame of it (not a video, or a codec this OpenCV build lacks)")
+
+
+def _check_outputs(parser: argparse.ArgumentParser, args) -> None:
+    """No output path may be an input file: --out, --draw-video and each drawing of --draw against the images,
+    --ann, --boxes, --video, --weights and --config (resolved paths, links included)."""
+    config_file = args.config if args.config and os.path.isfile(args.config) else None
+    inputs = file_index([("IMAGES_OR_DIR", j.path) for j in args.jobs]
+                        + [("--ann", args.ann), ("--boxes", args.boxes), ("--video", args.video),
+                           ("--weights", args.weights), ("--config", config_file)])
+    check_outputs(parser, [("--out", args.out), ("--draw-video", args.draw_video)], inputs)
+    if args.draw:
+        for job in args.jobs:
+            path = os.path.join(args.draw, os.path.basename(job.path))
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            hit = inputs.get((st.st_dev, st.st_ino))
+            if hit is not None:
+                parser.error(f"--draw {args.draw}: its drawing {path} would replace the input {hit[0]} {hit[1]}: "
+                             f"choose another folder for the drawings")
+
+
 def validate(parser: argparse.ArgumentParser, args) -> None:
     """Every argument of ``predict`` checked before any work (usage + one-line error, exit 2); sets ``args.cfg``,
     ``args.jobs``/``args.notes`` (images) or ``args.frame_boxes`` (video), ``args.dist`` and ``args.device_obj``."""
-    from ..coco import IMAGE_EXTENSIONS, detection_boxes, video_boxes
+    from ..coco import IMAGE_EXTENSIONS, check_annotations, detection_boxes, video_boxes
 
     _need(parser, "cv2", "predict", "opencv-python-headless")
-    validate_config_and_weights(parser, args)  # --config and --weights are required: both checked
+    validate_config_and_weights(parser, args)  # --config required, --weights optional: both checked
     inputs = list(args.inputs or [])
     if args.video and inputs:
         parser.error("give images (IMAGES_OR_DIR) or --video, not both")
@@ -107,10 +168,17 @@ def validate(parser: argparse.ArgumentParser, args) -> None:
         parser.error("--draw-video needs --video")
     if args.oks_nms is not None and not 0 < args.oks_nms <= 1:
         parser.error(f"--oks-nms {args.oks_nms}: expected a threshold in (0, 1] (official: 0.9)")
+    if not math.isfinite(args.min_box_score):
+        parser.error(f"--min-box-score {args.min_box_score}: expected a finite number")
     for p in inputs:
         if not os.path.exists(p):
             parser.error(f"{p}: no such file or directory")
     ann = _json_arg(parser, "--ann", args.ann, "COCO annotation file") if args.ann else None
+    if ann is not None:
+        try:
+            check_annotations(ann, f"--ann {args.ann}")
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.video:
         check_readable(parser, "--video", args.video)
         if args.ann:
@@ -124,18 +192,15 @@ def validate(parser: argparse.ArgumentParser, args) -> None:
             parser.error(str(exc))
         args.jobs, args.notes = [], []
     else:
-        if not args.out:
+        if not args.out and not getattr(args, "out_optional", False):
             parser.error("--out keypoints.json is required for images")
         dets = None
         if args.boxes:
             doc = _json_arg(parser, "--boxes", args.boxes, "detection file")
             try:
-                dets = detection_boxes(doc, args.min_box_score, f"--boxes {args.boxes}")
+                dets = detection_boxes(doc, args.min_box_score, f"--boxes {args.boxes}", args.box_format)
             except ValueError as exc:
                 parser.error(str(exc))
-            if args.box_format == "xyxy":
-                for a in dets.values():
-                    a[:, 2:4] -= a[:, 0:2]
         if ann is not None and len(inputs) == 1 and not os.path.isdir(inputs[0]) and not inputs[0].lower().endswith(IMAGE_EXTENSIONS):
             parser.error(f"{inputs[0]}: with --ann, give the image directory (or image files)")
         try:
@@ -144,6 +209,9 @@ def validate(parser: argparse.ArgumentParser, args) -> None:
             parser.error(str(exc))
         if not args.jobs:
             parser.error("no images to process")
+    _check_outputs(parser, args)
+    if args.video:
+        _check_video(parser, args.video)
     args.dist = Dist.from_env()
     if args.out and args.dist.rank == 0:  # only rank 0 writes (and two ranks probing one path would race)
         check_writable(parser, "--out", args.out)
@@ -162,6 +230,20 @@ def validate(parser: argparse.ArgumentParser, args) -> None:
         args.device_obj = args.dist.device(args.device)
     except (ValueError, RuntimeError) as exc:
         parser.error(f"--device {args.device}: {exc}")
+
+
+def no_person_problem(args) -> Optional[str]:
+    """Why this run has no person to estimate (every image without a box, every frame of --video without one),
+    or None. Checked before the model is built: an empty results file is an error unless --allow-empty."""
+    if args.video:
+        if args.frame_boxes is None or any(len(b) for b in args.frame_boxes.values()):
+            return None
+        return f"--boxes {args.boxes} has no box for any frame of --video {args.video}"
+    if any(j.boxes is None or len(j.boxes) for j in args.jobs):
+        return None
+    source = f"--boxes {args.boxes}" if args.boxes else f"the ground truth of --ann {args.ann}"
+    why = f" ({'; '.join(args.notes)})" if args.notes else ""
+    return f"{source} has no person box for any of the {len(args.jobs)} image(s){why}"
 
 
 # ---------------------------------------------------------------------------------------------- the jobs of a run
@@ -256,18 +338,33 @@ def _groups(jobs: Sequence[Job], max_persons: int) -> List[List[Job]]:
     return groups
 
 
+#: the progress bar advances at least this many times in a run: calls are made smaller when there are few persons
+PROGRESS_STEPS = 10
+
+
+def call_size(jobs: Sequence[Job], max_batch: int) -> int:
+    """Persons per estimator call: ``max_batch``, but at most a tenth of the run's persons (one at least), so that
+    the bar advances in steps even when every person would fit one call (on a CPU one call of 64 persons takes
+    many seconds; on a GPU small calls cost little and large runs use full ``max_batch`` calls)."""
+    persons = sum(1 if j.boxes is None else len(j.boxes) for j in jobs)
+    return max(1, min(max_batch, math.ceil(persons / PROGRESS_STEPS)))
+
+
 def predict_jobs(estimator, jobs: Sequence[Job], draw_dir: Optional[str] = None, progress: bool = True,
                  workers: int = 2, desc: str = "predict") -> Tuple[List[Tuple[int, List[Dict[str, Any]]]], str]:
     """Run ``estimator`` over ``jobs``: ``([(job.index, COCO results of the image)], summary line)``.
 
-    Images are read by ``workers`` threads (OpenCV releases the GIL) a few calls ahead of the estimator;
-    an unreadable file is reported and skipped. With ``draw_dir`` each image is written there with its poses.
+    Images are read by ``workers`` threads (OpenCV releases the GIL) a few calls ahead of the estimator, in
+    calls of :func:`call_size` persons (the bar advances per call); an unreadable file is reported and skipped
+    (counted apart in the summary), a person whose keypoints are not finite is not written (counted, with
+    why). With ``draw_dir`` each image is written there with its poses (atomically).
     """
     from ..coco import read_image, to_coco
 
-    groups = _groups(jobs, estimator.max_batch)
+    groups = _groups(jobs, call_size(jobs, estimator.max_batch))
     bar = ProgressBar(len(jobs), progress, desc)
     out: List[Tuple[int, List[Dict[str, Any]]]] = []
+    dropped = 0
     pending: collections.deque = collections.deque()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         it = iter(groups)
@@ -294,18 +391,29 @@ def predict_jobs(estimator, jobs: Sequence[Job], draw_dir: Optional[str] = None,
                 results = estimator(images, [j.boxes for j in kept])
                 for job, img, res in zip(kept, images, results):
                     res = res.numpy()
-                    out.append((job.index, to_coco(job.image_id, res)))
+                    rows = to_coco(job.image_id, res)
+                    dropped += len(res) - len(rows)
+                    out.append((job.index, rows))
                     if draw_dir:
                         _write_drawing(draw_dir, job, img, res, estimator.box_format)
-            bar.update(len(group), sum(1 if j.boxes is None else len(j.boxes) for j in kept))
+            bar.update(len(kept), sum(1 if j.boxes is None else len(j.boxes) for j in kept), skipped=len(group) - len(kept))
     bar.close()
-    return out, bar.summary()
+    return out, bar.summary() + dropped_note(dropped)
+
+
+def dropped_note(dropped: int) -> str:
+    """The summary's note on persons not written because a keypoint or the score is NaN/inf."""
+    if not dropped:
+        return ""
+    return (f"; {dropped} person(s) not written: their keypoints or score are not finite (NaN/inf in the model's "
+            f"output: broken weights, or an fp16 overflow: try --dtype fp32)")
 
 
 def _write_drawing(draw_dir: str, job: Job, img, res, box_format: str) -> None:
     import cv2
     import numpy as np
 
+    from .._atomic import write_bytes
     from ..draw import draw_pose
 
     boxes = np.asarray(res.boxes, dtype=np.float64)
@@ -313,20 +421,35 @@ def _write_drawing(draw_dir: str, job: Job, img, res, box_format: str) -> None:
         boxes = np.concatenate([boxes[:, :2], boxes[:, 2:4] - boxes[:, :2]], 1)
     os.makedirs(draw_dir, exist_ok=True)
     path = os.path.join(draw_dir, os.path.basename(job.path))
-    if not cv2.imwrite(path, draw_pose(img, res.keypoints, boxes)):
-        say(f"warning: could not write {path}")
+    ok, encoded = cv2.imencode(os.path.splitext(path)[1] or ".png", draw_pose(img, res.keypoints, boxes))
+    if not ok:
+        say(f"warning: could not encode {path}")
+        return
+    try:  # atomically: a failed write never leaves a truncated image (nor replaces a previous drawing with one)
+        write_bytes(path, encoded.tobytes(), fsync=False)
+    except OSError as exc:
+        say(f"warning: could not write {path} ({exc.strerror or exc})")
 
 
 def _estimator(args):
+    """The estimator of the run: the network built (or --weights loaded: a bad file is exit 2) and optimized,
+    with the build shown (it takes seconds: ~12 s for W32 on a CPU)."""
     from ..estimator import PoseEstimator
 
+    source = args.weights or "random weights"
+    say(f"building {args.config} ({source}) on {args.device_obj}")
+    t0 = time.perf_counter()
+    model, _ = build_model(args, doing="predicting with", meaning="the keypoints mean nothing")
     dtype = None if args.dtype == "auto" else torch_dtype(args.dtype)
-    return PoseEstimator(args.cfg, weights=args.weights, device=args.device_obj, dtype=dtype, flip_test=not args.no_flip,
-                         decode=args.decode, max_batch=args.max_batch, color="bgr", box_format="xywh", oks_nms=args.oks_nms)
+    est = PoseEstimator(model, device=args.device_obj, dtype=dtype, flip_test=not args.no_flip, decode=args.decode,
+                        max_batch=args.max_batch, color="bgr", box_format="xywh", oks_nms=args.oks_nms)
+    say(f"model ready in {time.perf_counter() - t0:.1f} s")
+    return est
 
 
 def run_predict(args) -> Optional[List[Dict[str, Any]]]:
-    """The predict command's work; returns the merged results on rank 0 (None elsewhere)."""
+    """The predict command's work; returns the merged results on rank 0 (None elsewhere). A video that fails
+    while it is read raises :class:`hrnet_fast.video.VideoError` (no partial --draw-video is left)."""
     from ..video import predict_video
 
     dist = args.dist
@@ -360,13 +483,30 @@ def run_predict(args) -> Optional[List[Dict[str, Any]]]:
         dist.close()
 
 
+def refuse_empty(args, command: str) -> bool:
+    """Print why and return True when the run has no person to estimate (exit 1) and --allow-empty is not given."""
+    problem = no_person_problem(args)
+    if problem is None or getattr(args, "allow_empty", False):
+        return False
+    print(f"hrnet-fast {command}: no person found to run: {problem}"
+          + (" (give --allow-empty to write an empty results file)" if command == "predict" else ""), file=sys.stderr)
+    return True
+
+
 def run(args) -> int:
-    """Predict; rank 0 writes --out."""
-    results = run_predict(args)
+    """Predict; rank 0 writes --out (atomically, never a NaN). Exit 1 when there is no person to run (unless
+    --allow-empty) or the video cannot be read to the end."""
+    from ..video import VideoError
+
+    if refuse_empty(args, "predict"):
+        return 1
+    try:
+        results = run_predict(args)
+    except VideoError as exc:  # the video failed while it was read (checked readable before): no partial output
+        print(f"hrnet-fast predict: {exc}", file=sys.stderr)
+        return 1
     if results is not None and args.out:
-        with open(args.out, "w") as fh:
-            json.dump(results, fh)
+        if not write_output("predict", "--out", args.out, results, allow_nan=False):  # to_coco wrote no NaN
+            return 1
         print(f"wrote {len(results)} person results to {args.out}")
     return 0
-
-
