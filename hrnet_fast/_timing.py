@@ -218,6 +218,60 @@ def load_warning(load: Optional[float] = None, ncores: Optional[int] = None) -> 
     return None
 
 
+class LoadMonitor:
+    """The highest 1-minute load average seen while a run lasts, not only at its start: sampled by a daemon
+    thread every ``interval`` seconds and whenever :meth:`sample` is called (``hrnet-fast bench`` samples
+    between its sections too). A context manager (starts and stops the thread); ``start``/``end``/``peak``
+    are None where the OS has no load average.
+
+        with LoadMonitor() as load:
+            ...                                   # the benchmark
+        load.peak, load.as_dict()                 # {"start": ..., "end": ..., "max": ...}
+    """
+
+    def __init__(self, interval: float = 5.0):
+        import threading
+
+        self.interval = interval
+        self.start: Optional[float] = None
+        self.end: Optional[float] = None
+        self.peak: Optional[float] = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: Optional[Any] = None
+
+    def sample(self) -> Optional[float]:
+        """Read the load average now and fold it into the peak; returns it."""
+        load = load_average()
+        if load is not None:
+            with self._lock:
+                if self.start is None:
+                    self.start = load
+                self.peak = load if self.peak is None else max(self.peak, load)
+        return load
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> "LoadMonitor":
+        import threading
+
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="hrnet_fast-load-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.end = self.sample()
+
+    def as_dict(self) -> Dict[str, Optional[float]]:
+        return {"start": self.start, "end": self.end, "max": self.peak}
+
+
 def spread_warnings(stats: Mapping[str, Mapping[str, Any]], threshold: float = ROUND_SPREAD_WARN) -> List[str]:
     """A warning for each entry of ``stats`` (``{label: stats with round_spread}``) whose repeated rounds
     disagree by more than ``threshold`` (a fraction of the fastest round)."""

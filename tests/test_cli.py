@@ -23,7 +23,7 @@ def test_bench_quick_writes_expected_json(tmp_path, capsys, monkeypatch):
     meta = doc["meta"]
     for field in ("date", "config", "device", "device_name", "dtype", "versions", "batches", "rounds", "cores"):
         assert field in meta, field
-    assert meta["load_average"] == {"start": 64.0, "end": 64.0}
+    assert meta["load_average"] == {"start": 64.0, "end": 64.0, "max": 64.0}
     assert meta["warnings"][0] == f"load average 64.0 exceeds the {meta['cores']} cores: other processes share the CPU"
     assert any("model batch 1 hrnet_fast default (optimize): repeated rounds differ by" in w for w in meta["warnings"])
     for r in doc["results"]:
@@ -48,6 +48,37 @@ def test_bench_quick_writes_expected_json(tmp_path, capsys, monkeypatch):
     variants = {r["variant"] for r in doc["results"] if r["section"] == "model"}
     assert variants == {"official eager fp32", "official + BN folded + channels_last", "hrnet_fast default (optimize)"}
     assert "[hrnet-fast] warning: load average 64.0 exceeds" in captured.err
+    # each warning once (it used to be printed twice, in the table and again on stderr; the load three times)
+    for w in meta["warnings"]:
+        assert (captured.out + captured.err).count(w) == 1, w
+
+
+def test_bench_reports_the_highest_load_seen_during_the_run(tmp_path, capsys, monkeypatch):
+    """The load average is watched during the whole run: quiet at the start and busy later is reported, with the
+    peak, once."""
+    loads = iter([1.0])
+    monkeypatch.setattr(_timing, "load_average", lambda: next(loads, 70.0))
+    monkeypatch.setattr(_timing, "cores", lambda: 2)
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "--quick", "--device", "cpu", "--config", TINY_YAML, "--no-compile", "--json", str(out)]) == 0
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["load_average"] == {"start": 1.0, "end": 70.0, "max": 70.0}
+    busy = "load average 70.0 exceeds the 2 cores: other processes share the CPU"
+    assert meta["warnings"][0] == busy
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).count(busy) == 1 and "load average 1.0" not in captured.err
+
+
+def test_load_monitor_samples_in_the_background(monkeypatch):
+    values = iter([0.5, 3.0, 9.0])
+    monkeypatch.setattr(_timing, "load_average", lambda: next(values, 1.0))
+    with _timing.LoadMonitor(interval=0.01) as load:
+        import time
+
+        deadline = time.time() + 5
+        while load.peak != 9.0 and time.time() < deadline:
+            time.sleep(0.01)
+    assert load.as_dict() == {"start": 0.5, "end": 1.0, "max": 9.0}
 
 
 def test_bench_rejects_bad_batch():
