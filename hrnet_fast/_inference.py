@@ -234,6 +234,9 @@ class _Exchange:
         gets weights on its device)."""
         fe = self._fe
         name = fe.resolve_backend(x, self.unit.backend)
+        # 16-bit cuda backend: float32 biases, which it adds as they are (no conversion per call); weights
+        # in the inputs' dtype, which its GEMM reads as they are (cuBLAS mixes no 16- and 32-bit inputs)
+        b_dtype = torch.float32 if name == "cuda" and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         calls = []
         for i, _, lows in self.rows:
             ws, bs = [], []
@@ -241,7 +244,7 @@ class _Exchange:
                 for j in lows:
                     w, b = self.unit._folded(i, j, self.unit[i][j][0], self.unit[i][j][1])
                     ws.append(w.to(device=x.device, dtype=x.dtype).contiguous())
-                    bs.append(None if b is None else b.to(device=x.device, dtype=x.dtype).contiguous())
+                    bs.append(None if b is None else b.to(device=x.device, dtype=b_dtype).contiguous())
             ws_ph, bs_ph = fe._placeholders(x, ws), fe._placeholders(x, bs)
             if name == "torch":
                 calls.append(lambda base, lows, ws=ws, bs=bs: fe._reference(base, lows, ws, bs, True))

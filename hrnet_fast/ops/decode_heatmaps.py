@@ -391,12 +391,19 @@ def _decode_triton_fake(heatmaps, flipped, flip_perm, center, scale, method, shi
 def _cuda_reasons(device: torch.device, dtype: torch.dtype, method: int, h: int, w: int) -> List[str]:
     if method < METHODS["dark"]:
         return []
-    # the DARK/UDP kernel keeps the row-blurred heatmap in shared memory: H*W floats in one block
+    # The DARK/UDP kernel keeps the row-blurred heatmap in shared memory (H*W floats in one block) beside
+    # its own static shared memory; both count against the per-block opt-in limit. The static figure
+    # comes from the extension (decode::kDarkUdpStaticSharedBytes, which the launcher checks against the
+    # compiled kernel), so this table and the launcher agree on the boundary.
+    static = getattr(_backends.extension(), "dark_udp_static_shared_bytes", None)
+    if static is None:
+        return ["the compiled extension does not report the dark/udp kernel's shared memory (an old build: rebuild it)"]
+    static = int(static())
     props = torch.cuda.get_device_properties(device)
     limit = int(getattr(props, "shared_memory_per_block_optin", 48 * 1024))
-    if h * w * 4 > limit:
-        return [f"cuda dark/udp keeps an H*W float heatmap in shared memory: {h}x{w} needs {h * w * 4} bytes, "
-                f"this GPU allows {limit} per block"]
+    if h * w * 4 + static > limit:
+        return [f"cuda dark/udp keeps an H*W float heatmap in shared memory: {h}x{w} needs {h * w * 4} bytes plus "
+                f"the kernel's {static} static bytes, this GPU allows {limit} per block"]
     return []
 
 
