@@ -50,7 +50,12 @@ def _extensions():
             sources,
             include_dirs=[os.path.join(ROOT, "csrc")],
             define_macros=[("HRNET_FAST_WITH_CUDA", "1")],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math", "-lineinfo"]},
+            # No --use_fast_math: it would flush denormals to zero and approximate division, square root
+            # and the transcendental functions in every kernel, while the decode kernels rely on IEEE
+            # results and exactly placed products (csrc/decode_heatmaps_common.h) and the exchange and
+            # crop kernels are memory-bound (nothing measured gains from it). A kernel that ever does
+            # gain asks for the fast intrinsics (__expf, __fdividef, ...) itself.
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
             extra_link_args=["-fopenmp"] if "-fopenmp" in cxx_flags else [],
         )
     else:

@@ -11,15 +11,6 @@
 
 namespace hrnet_fast {
 
-CropNorm crop_norm(at::ArrayRef<double> mean, at::ArrayRef<double> std) {
-  CropNorm n{};
-  for (int c = 0; c < 3; ++c) {
-    n.scale[c] = static_cast<float>(1.0 / (255.0 * std[c]));
-    n.bias[c] = static_cast<float>(-mean[c] / std[c]);
-  }
-  return n;
-}
-
 void check_crop_inputs(const at::Tensor& images, const at::Tensor& image_meta, const at::Tensor& image_index,
                        const at::Tensor& inv_affine, int64_t out_h, int64_t out_w, at::ArrayRef<double> mean,
                        at::ArrayRef<double> std, at::ScalarType dtype) {
@@ -79,6 +70,31 @@ at::Tensor alloc_crop_output(const at::Tensor& images, int64_t m, int64_t out_h,
   return out;
 }
 
+CropParams make_crop_params(const at::Tensor& images, const at::Tensor& image_meta, const at::Tensor& image_index,
+                            const at::Tensor& inv_affine, at::ArrayRef<double> mean, at::ArrayRef<double> std,
+                            bool swap_rb, at::Tensor& out) {
+  CropParams p{};
+  p.images = images.data_ptr<uint8_t>();
+  p.meta = image_meta.data_ptr<int64_t>();
+  p.index = image_index.data_ptr<int64_t>();
+  p.affine = inv_affine.data_ptr<double>();
+  p.out = out.data_ptr();
+  p.N = image_meta.size(0);
+  p.M = out.size(0);
+  p.H = out.size(2);
+  p.W = out.size(3);
+  p.os_m = out.stride(0);
+  p.os_c = out.stride(1);
+  p.os_h = out.stride(2);
+  p.os_w = out.stride(3);
+  for (int c = 0; c < 3; ++c) {
+    p.scale[c] = static_cast<float>(1.0 / (255.0 * std[c]));
+    p.bias[c] = static_cast<float>(-mean[c] / std[c]);
+    p.src_c[c] = swap_rb ? 2 - c : c;
+  }
+  return p;
+}
+
 namespace {
 
 at::Tensor crop_boxes_cpu(const at::Tensor& images, const at::Tensor& image_meta, const at::Tensor& image_index,
@@ -88,7 +104,8 @@ at::Tensor crop_boxes_cpu(const at::Tensor& images, const at::Tensor& image_meta
   TORCH_CHECK(images.device().is_cpu(), "crop_boxes (CPU): images must be a CPU tensor");
   at::Tensor out = alloc_crop_output(images, image_index.size(0), out_h, out_w, dtype, channels_last);
   if (out.numel() > 0) {
-    cpu::crop_boxes_kernel(images, image_meta, image_index, inv_affine, crop_norm(mean, std), swap_rb, out);
+    cpu::crop_boxes_kernel(make_crop_params(images, image_meta, image_index, inv_affine, mean, std, swap_rb, out),
+                           dtype);
   }
   return out;
 }

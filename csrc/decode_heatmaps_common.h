@@ -42,6 +42,26 @@ struct DecodeParams {
 
 namespace decode {
 
+// The CUDA DARK/UDP kernel (csrc/cuda/decode_heatmaps_kernel.cu) runs one block of kDarkUdpThreads threads
+// per heatmap. Its shared memory per block is H*W floats of dynamic memory (the row-blurred heatmap) plus
+// one DarkUdpShared of static memory (the per-warp argmax partials), and both count against the GPU's
+// per-block limit. The Python support table reads this figure from the extension
+// (hrnet_fast._C.dark_udp_static_shared_bytes(), used by _cuda_reasons in hrnet_fast/ops/decode_heatmaps.py)
+// and the launcher checks it against the compiled kernel's own (cudaFuncGetAttributes) when it opts in
+// to more than the default 48 KiB.
+constexpr int kDarkUdpThreads = 256;
+struct DarkUdpShared {
+  float val[kDarkUdpThreads / 32];
+  int64_t idx[kDarkUdpThreads / 32];
+  int nan[kDarkUdpThreads / 32];
+};
+constexpr int64_t kDarkUdpStaticSharedBytes = static_cast<int64_t>(sizeof(DarkUdpShared));
+
+// The shared memory one DARK/UDP block needs for an H x W heatmap, static and dynamic, in bytes.
+HRNET_FAST_HOST_DEVICE inline int64_t dark_udp_shared_bytes(int64_t H, int64_t W) {
+  return H * W * static_cast<int64_t>(sizeof(float)) + kDarkUdpStaticSharedBytes;
+}
+
 // a * b rounded on its own, never contracted with a neighbouring add into an FMA, so that the CPU and the
 // GPU compute what numpy computes in mmpose. It matters for mmpose's fp32 test det == 0 (dxx*dyy - dxy*dxy:
 // fused, a singular Hessian's determinant is almost never exactly 0 and the skip would not fire) and for
@@ -99,12 +119,10 @@ HRNET_FAST_HOST_DEVICE inline void solve_step(double a, double b, double d, doub
 // log(clamp(blurred * maxval / max(blurred))) (mmpose's clamps: DARK [1e-10, inf), UDP [1e-3, 50]).
 // Derivatives in fp32 and the 2x2 solve in fp64, as mmpose. A "2 * c" is exact, so a compiler that
 // fuses it into an FMA changes no result; the products that matter go through mul_unfused.
-//
-// GPU check outstanding: the CUDA kernel has run these shared steps only through nvcc's compiler
-// (.ci/nvcc_check.sh, .ci/cuda_build_check.sh), not on a GPU; the gpu-marked golden tests of
-// tests/test_decode_heatmaps.py (test_gpu_golden[dark-cuda], [udp-cuda]) confirm them. For DARK every fp64 product
-// is of two floats, exact with or without FMA, so the step computes what the .cu computed before; for
-// UDP the fp64 solve is now unfused on the GPU (nvcc fused it before), as numpy and the CPU kernel are.
+// For DARK every fp64 product is of two floats, exact with or without FMA; for UDP the operands carry
+// the eps shift, so the fp64 solve goes through mul_unfused on both sides, as numpy computes it. The
+// gpu-marked golden tests of tests/test_decode_heatmaps.py (test_gpu_golden[dark-cuda], [udp-cuda]) check
+// the CUDA kernel's use of these steps.
 
 // DARK (mmpose refine_keypoints_dark) at the argmax (iy, ix), where taylor_applies: moves (px, py) by
 // -inv(Hessian) @ gradient; skipped when mmpose's fp32 determinant or the fp64 one is 0.

@@ -24,6 +24,10 @@ int64_t ilog2(int64_t v) {
 
 }  // namespace
 
+bool exchange_param_dtype_ok(at::ScalarType param, at::ScalarType base) {
+  return param == base || (param == at::kFloat && (base == at::kHalf || base == at::kBFloat16));
+}
+
 int64_t exchange_scale_log2(const char* op, const at::Tensor& base, const at::Tensor& low, size_t j) {
   const int64_t n = base.size(0), h = base.size(2), w = base.size(3);
   TORCH_CHECK(low.dim() == 4, op, ": lows[", j, "] must have shape (N, C_j, H/s, W/s), got ", low.sizes());
@@ -80,8 +84,9 @@ std::vector<int64_t> check_fused_exchange_args(const at::Tensor& base, at::Tenso
       const at::Tensor& wt = *wj;
       TORCH_CHECK(wt.device() == base.device(), "fused_exchange: weights[", j, "] is on ", wt.device(), " but base is on ",
                   base.device());
-      TORCH_CHECK(wt.scalar_type() == base.scalar_type(), "fused_exchange: weights[", j, "] has dtype ", wt.scalar_type(),
-                  " but base has dtype ", base.scalar_type());
+      TORCH_CHECK(exchange_param_dtype_ok(wt.scalar_type(), base.scalar_type()), "fused_exchange: weights[", j,
+                  "] has dtype ", wt.scalar_type(), " but base has dtype ", base.scalar_type(),
+                  " (weights and biases take base's dtype, or float32 beside float16/bfloat16)");
       const bool ok2 = wt.dim() == 2 && wt.size(0) == c && wt.size(1) == low.size(1);
       const bool ok4 = wt.dim() == 4 && wt.size(0) == c && wt.size(1) == low.size(1) && wt.size(2) == 1 && wt.size(3) == 1;
       TORCH_CHECK(ok2 || ok4, "fused_exchange: weights[", j, "] must have shape (", c, ", ", low.size(1), ") or (", c, ", ",
@@ -94,8 +99,9 @@ std::vector<int64_t> check_fused_exchange_args(const at::Tensor& base, at::Tenso
       const at::Tensor& bt = *bj;
       TORCH_CHECK(bt.device() == base.device(), "fused_exchange: biases[", j, "] is on ", bt.device(), " but base is on ",
                   base.device());
-      TORCH_CHECK(bt.scalar_type() == base.scalar_type(), "fused_exchange: biases[", j, "] has dtype ", bt.scalar_type(),
-                  " but base has dtype ", base.scalar_type());
+      TORCH_CHECK(exchange_param_dtype_ok(bt.scalar_type(), base.scalar_type()), "fused_exchange: biases[", j,
+                  "] has dtype ", bt.scalar_type(), " but base has dtype ", base.scalar_type(),
+                  " (weights and biases take base's dtype, or float32 beside float16/bfloat16)");
       TORCH_CHECK(bt.dim() == 1 && bt.size(0) == c, "fused_exchange: biases[", j, "] must have shape (", c, "), got ",
                   bt.sizes());
     }

@@ -20,6 +20,11 @@ std::vector<int64_t> check_fused_exchange_args(const at::Tensor& base, at::Tenso
                                                const c10::List<std::optional<at::Tensor>>& weights,
                                                const c10::List<std::optional<at::Tensor>>& biases);
 
+// Whether weights/biases of dtype `param` may go with inputs of dtype `base`: the same dtype, or float32
+// beside float16/bfloat16 (prepared once, e.g. by the inference plan: the CUDA backend then converts
+// nothing per call, see exchange_low_contribution).
+bool exchange_param_dtype_ok(at::ScalarType param, at::ScalarType base);
+
 // The schema's weights/biases lists use an empty 1-d tensor (shape (0,)) for "None"; this maps them back.
 c10::List<std::optional<at::Tensor>> exchange_optional_list(at::TensorList ts);
 
@@ -32,9 +37,11 @@ at::MemoryFormat exchange_memory_format(const at::Tensor& t);
 
 // Z_j = W_j @ low_j + b_j at low resolution, (N, C, h_j, w_j), dense in memory format `fmt`, computed and
 // returned in `acc_dtype` (the kernels' accumulation type: float32 for 16-bit inputs, so the contribution
-// is not rounded to 16 bits before the sum; the inputs' own dtype otherwise). The GEMM follows torch's
-// matmul precision setting: IEEE float32 unless the user allows TF32 for matmuls
-// (torch.backends.cuda.matmul.allow_tf32); 16-bit values are exact in TF32 either way.
+// is not rounded to 16 bits before the sum; the inputs' own dtype otherwise) through ATen, converting
+// what is not in `acc_dtype` first. The CPU backend's path; the CUDA backend reads 16-bit inputs without
+// converting them (exchange_low_gemm_cuda, csrc/cuda/fused_exchange_cuda.cpp) and adds the bias in its
+// kernel. The GEMM follows torch's matmul precision setting: IEEE float32 unless the user allows TF32 for
+// matmuls (torch.backends.cuda.matmul.allow_tf32); 16-bit values are exact in TF32 either way.
 at::Tensor exchange_low_contribution(const at::Tensor& low, const std::optional<at::Tensor>& weight,
                                      const std::optional<at::Tensor>& bias, int64_t channels, at::MemoryFormat fmt,
                                      at::ScalarType acc_dtype);

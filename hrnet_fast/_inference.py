@@ -8,8 +8,12 @@ that runs the network without per-call checks.
   ``[relu](conv(x) [+ residual])`` as one library call where the library has one: on the CPU oneDNN's
   fused convolutions with weights reordered once (``mkldnn._convolution_pointwise`` and its ``.binary``
   overload, what inductor uses), on CUDA cuDNN's ``cudnn_convolution_relu`` /
-  ``cudnn_convolution_add_relu``; elsewhere the plain ops. The choice is made once per (device, dtype) on
-  the first call; a library call that fails there falls back to the plain ops for good. Under
+  ``cudnn_convolution_add_relu``; elsewhere the plain ops. The choice is made per shape class -- device,
+  dtype, size class, spatial size, batch class (powers of two), layout and epilogue: whether cuDNN has a
+  fused engine depends on all of them -- on the first call of that class, where the fused call is kept
+  only if it runs and agrees with the plain ops (a check that needs a host sync, so during a CUDA-graph
+  capture an undecided class runs the plain ops and is decided later, eagerly). A fused call that fails
+  later falls back to the plain ops for its class, for good. Under
   ``torch.compile``/``torch.export``/ONNX export, or when the input requires grad, the plain ops run, so
   traced graphs hold only standard ops.
 * An :class:`InferencePlan` holds, for the whole network, lists of those convolutions and of the exchange
@@ -22,7 +26,7 @@ that runs the network without per-call checks.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -31,6 +35,11 @@ import torch.nn.functional as F
 from . import _streams
 
 __all__ = ["FusedConv2d", "InferencePlan", "freeze"]
+
+
+def _capturing(x: torch.Tensor) -> bool:
+    """True while the current CUDA stream is being captured into a graph (no host sync allowed then)."""
+    return x.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def _exporting() -> bool:
@@ -48,12 +57,14 @@ class FusedConv2d(nn.Conv2d):
     weights are reordered once for oneDNN, so changing them after the first call is not seen.
     """
 
-    _impl: Dict[Tuple[torch.device, torch.dtype, bool], str]
+    _impl: Dict[Hashable, str]
     _packed: Dict[Tuple[int, ...], torch.Tensor]
     # Measured on this project's CPU (2 threads, 3x3 convs, channels_last): plain ops win at 2.4M
     # multiply-adds per call, oneDNN's fused call wins from 9.4M on (benchmarks: see the closing note of
     # the "Fast by default" issue); the threshold sits between.
     _MIN_ONEDNN_MACS = 4_000_000
+    # shape classes remembered per convolution (a few per input size; bounded for a model fed every size)
+    _MAX_CHOICES = 256
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> "FusedConv2d":
@@ -74,21 +85,35 @@ class FusedConv2d(nn.Conv2d):
         new._macs_per_pixel = conv.out_channels * conv.in_channels // conv.groups * kh * kw // (sh * sw)
         return new
 
+    def _key(self, x: torch.Tensor, residual: Optional[torch.Tensor], relu: bool) -> Hashable:
+        """The shape class of a call: (device, dtype, big, H, W, batch class, channels_last, residual, relu).
+
+        ``big``: on the CPU, whether oneDNN's fixed cost pays off (always True on CUDA). The batch class is
+        ``N.bit_length()`` (1, 2-3, 4-7, ...): engines rarely depend on the batch beyond that, and a model
+        fed every batch size then decides a handful of times, not once per size."""
+        n, _, h, w = x.shape
+        big = x.device.type != "cpu" or self._macs_per_pixel * x.numel() // x.shape[1] >= self._MIN_ONEDNN_MACS
+        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        return (x.device, x.dtype, big, h, w, n.bit_length(), channels_last, residual is not None, bool(relu))
+
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None, relu: bool = False) -> torch.Tensor:  # type: ignore[override]
         if x.requires_grad or _exporting():
             return self._plain(x, residual, relu)
-        # oneDNN's fused call has a fixed cost (~20 us here) that only pays off above a few million
-        # multiply-adds: tiny convolutions (the low branches of a small image) stay on the plain ops
-        big = x.device.type != "cpu" or self._macs_per_pixel * x.numel() // x.shape[1] >= self._MIN_ONEDNN_MACS
-        key = (x.device, x.dtype, big)
+        key = self._key(x, residual, relu)
         impl = self._impl.get(key)
         if impl is None:
-            impl = self._choose(x, residual, relu, key)
-        if impl == "mkldnn":
-            return self._mkldnn(x, residual, relu)
-        if impl == "cudnn" and relu:
-            return self._cudnn(x, residual)
-        return self._plain(x, residual, relu)
+            impl, out = self._choose(x, residual, relu, key)
+            if out is not None:  # computed while choosing
+                return out
+        if impl == "plain":
+            return self._plain(x, residual, relu)
+        try:
+            return self._mkldnn(x, residual, relu) if impl == "mkldnn" else self._cudnn(x, residual)
+        except (RuntimeError, NotImplementedError):
+            # the library refused a call of a class it ran before (an engine missing for this exact shape, a
+            # workspace it could not get): the plain ops for this class from now on
+            self._impl[key] = "plain"
+            return self._plain(x, residual, relu)
 
     # ------------------------------------------------------------------------------------------------
 
@@ -98,29 +123,42 @@ class FusedConv2d(nn.Conv2d):
             y = y + residual
         return torch.relu(y) if relu else y
 
-    def _choose(self, x, residual, relu, key) -> str:
-        """Pick the implementation for ``key`` (device, dtype, size class) once: try the fused call, compare
-        it with the plain ops on this very input, and keep it only if it runs and agrees (to the dtype's
-        rounding)."""
-        candidate = "plain"
-        big = key[2]
+    def _candidate(self, x: torch.Tensor, big: bool, relu: bool) -> str:
+        """The library call that could run this class: "mkldnn", "cudnn" or "plain"."""
         if big and x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
-            candidate = "mkldnn"
-        elif big and x.device.type == "cuda" and x.dtype in (torch.float16, torch.float32) and torch.backends.cudnn.is_available():
-            candidate = "cudnn"
+            return "mkldnn"
+        # cuDNN's fused calls all end in a ReLU: without one there is nothing to fuse
+        if relu and x.device.type == "cuda" and x.dtype in (torch.float16, torch.float32) and torch.backends.cudnn.is_available():
+            return "cudnn"
+        return "plain"
+
+    def _choose(self, x, residual, relu, key) -> Tuple[str, Optional[torch.Tensor]]:
+        """Pick the implementation for ``key`` (a shape class, see :meth:`_key`) once: try the fused call,
+        compare it with the plain ops on this very input, and keep it only if it runs and agrees (to the
+        dtype's rounding). During a CUDA-graph capture the comparison (a host sync) cannot run: the plain
+        ops run and nothing is recorded, so the next eager call decides (the graph cache's warm-up is one).
+
+        Returns (implementation, this call's result when the check computed it, else None)."""
+        candidate = self._candidate(x, key[2], relu)
+        out = None
         if candidate != "plain":
+            if _capturing(x):
+                return "plain", None
             try:
-                want = self._plain(x, residual, relu)
-                got = self._mkldnn(x, residual, relu) if candidate == "mkldnn" else (
-                    self._cudnn(x, residual) if relu else want)
+                want = out = self._plain(x, residual, relu)
+                got = self._mkldnn(x, residual, relu) if candidate == "mkldnn" else self._cudnn(x, residual)
                 tol = 1e-3 if x.dtype == torch.float32 else 2e-2
                 scale = want.abs().max().clamp_min(1e-6)
                 if got.shape != want.shape or not bool(((got - want).abs().max() <= tol * scale).item()):
                     candidate = "plain"
+                else:
+                    out = got
             except (RuntimeError, NotImplementedError):  # op missing in this build, layout or dtype refused
                 candidate = "plain"
+        if len(self._impl) >= self._MAX_CHOICES:
+            self._impl.pop(next(iter(self._impl)))
         self._impl[key] = candidate
-        return candidate
+        return candidate, out
 
     def _mkldnn(self, x, residual, relu):
         shape = tuple(x.shape)
@@ -234,6 +272,9 @@ class _Exchange:
         gets weights on its device)."""
         fe = self._fe
         name = fe.resolve_backend(x, self.unit.backend)
+        # 16-bit cuda backend: float32 biases, which it adds as they are (no conversion per call); weights
+        # in the inputs' dtype, which its GEMM reads as they are (cuBLAS mixes no 16- and 32-bit inputs)
+        b_dtype = torch.float32 if name == "cuda" and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         calls = []
         for i, _, lows in self.rows:
             ws, bs = [], []
@@ -241,7 +282,7 @@ class _Exchange:
                 for j in lows:
                     w, b = self.unit._folded(i, j, self.unit[i][j][0], self.unit[i][j][1])
                     ws.append(w.to(device=x.device, dtype=x.dtype).contiguous())
-                    bs.append(None if b is None else b.to(device=x.device, dtype=x.dtype).contiguous())
+                    bs.append(None if b is None else b.to(device=x.device, dtype=b_dtype).contiguous())
             ws_ph, bs_ph = fe._placeholders(x, ws), fe._placeholders(x, bs)
             if name == "torch":
                 calls.append(lambda base, lows, ws=ws, bs=bs: fe._reference(base, lows, ws, bs, True))

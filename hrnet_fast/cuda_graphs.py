@@ -1,69 +1,103 @@
 """CUDA graphs for an optimized model: capture once per input shape, replay afterwards.
 
 In eager mode a GPU waits on Python: W32 at batch 1 is a chain of ~300 small kernels, each launched by
-host code that costs more than the kernel (H200: 31.5 ms eager vs 3.07 ms replayed, see
-``../shared/gpu-runs/2026-11-28-h200``). :class:`GraphCache` wraps a function of one tensor and, per
-(shape, dtype, device, layout) of that tensor, captures it into a ``torch.cuda.CUDAGraph`` on first use
-and replays it afterwards.
+host code that costs more than the kernel (H200, commit c40ab01: 31.5 ms eager vs 3.07 ms replayed, see
+``benchmarks/results/h200-2026-11-28-c40ab01/``). :class:`GraphCache` wraps a function of one tensor and,
+per (shape, dtype, device, layout) of that tensor, captures it into a ``torch.cuda.CUDAGraph`` on first
+use and replays it afterwards.
 
 How this differs from what torch offers, and why:
 
 * ``torch.cuda.make_graphed_callables`` captures a callable for one fixed set of sample inputs and also
   graphs its backward; we need many shapes, no backward, and a fallback to eager. Its warm-up (a few
   eager iterations on a side stream before capture, so lazy initialisation -- cuDNN autotuning, Triton
-  compilation, workspace allocation -- happens outside the graph) is what we do too.
+  compilation, workspace allocation, the device constants of the ops -- happens outside the graph) is
+  what we do too.
 * ``torch.compile(mode="reduce-overhead")`` (cudagraph trees) hands out outputs that live in the graph's
   memory pool and are overwritten by a later replay, and warns or re-records when the caller keeps them.
   We copy outputs out of the graph's buffers instead (one device copy of the heatmaps, small next to the
   network), so callers may keep every result and replay order does not matter. That is also what lets
-  all graphs of a cache share one memory pool: a graph's intermediates are dead once its outputs are
-  copied, and replays are serialised, so no replay can overwrite memory another graph still needs.
+  all graphs of a cache share one memory pool per device: a graph's intermediates are dead once its
+  outputs are copied, and replays are serialised, so no replay can overwrite memory another graph still
+  needs.
 * Inputs are copied into a static buffer per graph (as both do): the caller's tensor may be anywhere.
-* The cache is bounded (least recently used evicted) because each graph pins its static buffers.
+* The cache is bounded (least recently used evicted) because each graph pins its static buffers; a user
+  that knows how many shapes it produces makes room with :meth:`GraphCache.reserve` (``PoseEstimator``
+  does, for its padded batch sizes).
 * A call that autograd would record (grad enabled and the input requires grad) runs eagerly, as does a
   call made while another capture is under way.
 
+Capturing happens lazily, on the first call per shape, in the middle of serving, so it must not depend
+on what the rest of the process does (:class:`CudaCapture`):
+
+* on the input's device: torch's default capture stream belongs to whichever GPU was current when it
+  was first used, so a model on ``cuda:1`` would capture nothing there. The capture runs inside
+  ``torch.cuda.device(input.device)`` on a capture stream of that device (one per device and backend,
+  reused: a shared memory pool wants the same stream for every capture).
+* ``capture_error_mode="thread_local"``: in the default global mode a CUDA call that is unsafe during a
+  capture (``cudaHostAlloc`` of a DataLoader pinning memory, a video reader, a second estimator) made by
+  *another* thread invalidates the capture.
+* its own side streams: the branch-parallel streams (:mod:`hrnet_fast._streams`) come from a pool the
+  backend owns, active only in the capturing thread, so another model (or thread) running eagerly never
+  puts work on a stream that is being captured.
+
 The capture machinery is behind a small interface (:class:`CudaCapture`), so the cache logic is tested
-on the CPU with a stand-in (tests/test_cuda_graphs.py).
+on the CPU with a stand-in (tests/test_inference.py), and the capture's device, stream, mode and stream
+pool with a stand-in for ``torch.cuda`` (tests/test_cuda_graphs.py, which also holds the gpu tests).
 """
 from __future__ import annotations
 
 import collections
 import threading
-from typing import Any, Callable, Hashable, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
 import torch
+
+from . import _streams
 
 __all__ = ["CudaCapture", "GraphCache"]
 
 
 class CudaCapture:
-    """The real capture backend: ``torch.cuda.CUDAGraph`` with a memory pool shared by the cache."""
+    """The real capture backend: ``torch.cuda.CUDAGraph`` on the input's device, in thread-local capture
+    mode, with a capture stream, a memory pool (shared by the cache's graphs) and side streams of its own
+    per device (see the module docstring for why each)."""
 
     def __init__(self, warmup: int = 2):
         self.warmup = warmup
-        self.pool = None
+        self.pools: Dict[int, Any] = {}        # device index -> graph memory pool handle
+        self.streams = _streams.StreamPool()  # the side streams of this backend's captures only
+        self._capture_streams = _streams.StreamPool()  # one capture stream per device
 
     def applies(self, x: torch.Tensor) -> bool:
         return x.is_cuda and not torch.cuda.is_current_stream_capturing()
 
     def capture(self, fn: Callable[[torch.Tensor], torch.Tensor], static_input: torch.Tensor):
-        """Warm up ``fn`` on a side stream, capture it, and return (graph, static output)."""
-        side = torch.cuda.Stream(device=static_input.device)
-        side.wait_stream(torch.cuda.current_stream(static_input.device))
-        with torch.cuda.stream(side):
-            for _ in range(self.warmup):
-                fn(static_input)
-        torch.cuda.current_stream(static_input.device).wait_stream(side)
-        if self.pool is None:
-            self.pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
-            static_output = fn(static_input)
+        """Warm up ``fn`` on the capture stream, capture it, and return (graph, static output).
+
+        ``static_input`` is a CUDA tensor of any device; everything happens on that device."""
+        device = static_input.device
+        with torch.cuda.device(device), _streams.using(self.streams):
+            index = torch.cuda.current_device()
+            stream = self._capture_streams.get(torch.device("cuda", index), 1)[0]
+            # eager iterations first, on the very streams the capture will use: lazy initialisation (cuDNN
+            # plans, Triton compilation, the per-stream cuBLAS workspace, the choice of conv epilogues,
+            # which needs a host sync) must happen outside the graph
+            stream.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(stream):
+                for _ in range(self.warmup):
+                    fn(static_input)
+            torch.cuda.current_stream(device).wait_stream(stream)
+            pool = self.pools.get(index)
+            if pool is None:
+                pool = self.pools[index] = torch.cuda.graph_pool_handle()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
+                static_output = fn(static_input)
         return graph, static_output
 
     def replay(self, graph) -> None:
-        graph.replay()
+        graph.replay()  # torch switches to the graph's device itself and launches on its current stream
 
 
 class GraphCache:
@@ -102,6 +136,13 @@ class GraphCache:
 
     def __len__(self) -> int:
         return len(self._graphs)
+
+    def reserve(self, count: int) -> None:
+        """Make room for at least ``count`` graphs (never shrinks): for a caller that knows how many input
+        shapes it produces, so a stream of them does not re-capture on every least-recently-used miss."""
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(f"GraphCache.reserve: count must be a positive int, got {count!r}")
+        self.max_graphs = max(self.max_graphs, count)
 
     def clear(self) -> None:
         with self._lock:

@@ -108,6 +108,14 @@ def padded_batch_size(n: int, limit: int) -> int:
     return max(n, min(p, limit))
 
 
+def _padded_sizes(max_batch: int, flip_test: bool) -> List[int]:
+    """Every forward batch :class:`PoseEstimator` pads to: a chunk of m persons (1..max_batch) is a forward
+    of m crops, or 2m with the flip test, padded by :func:`padded_batch_size`. About log2(max_batch) + 2
+    sizes: with the flip test and max_batch > 128 more than the 8 graphs ``optimize()`` keeps by default."""
+    k = 2 if flip_test else 1
+    return sorted({padded_batch_size(k * m, k * max_batch) for m in range(1, max_batch + 1)})
+
+
 # --------------------------------------------------------------------------------------------------
 # The estimator
 # --------------------------------------------------------------------------------------------------
@@ -144,7 +152,8 @@ class PoseEstimator:
             keeps its own dtype).
         flip_test: also run the mirrored crops (in the same forward) and merge as the official code does.
         decode: ``"quarter"`` (official), ``"argmax"``, ``"dark"`` or ``"udp"`` (UDP crops and decoding).
-        max_batch: persons per forward (the forward batch is twice that with the flip test).
+        max_batch: persons per forward (the forward batch is twice that with the flip test). The model's
+            CUDA-graph cache is made large enough for every padded batch size (see ``pad_batches``).
         color: channel order of the images, ``"bgr"`` (OpenCV) or ``"rgb"``.
         box_format: ``"xywh"`` (COCO) or ``"xyxy"`` (most detectors).
         oks_nms: None (off) or the OKS threshold of the official OKS-NMS (0.9 in the official test); needs
@@ -214,8 +223,29 @@ class PoseEstimator:
         # (crop: input checks, box transform, copies and crop_boxes; forward; decode), to time the stages
         self._stage_hook = None
         self.pad_batches = (self.device.type == "cuda") if pad_batches is None else bool(pad_batches)
+        self._prepare_runtime()
 
     # ---------------------------------------------------------------- construction
+    def _prepare_runtime(self) -> None:
+        """What the first call would otherwise set up in the middle of serving.
+
+        - The model's CUDA-graph cache (``optimize()``'s :class:`~hrnet_fast.cuda_graphs.GraphCache`) gets
+          room for one graph per padded batch size this estimator can produce (:func:`_padded_sizes`), so a
+          stream of varying person counts captures each size once instead of re-capturing on every
+          least-recently-used miss (each capture also empties the allocator's cache). A shared model's
+          cache only grows. Without padding every batch size is its own graph: the cache is left as it is.
+        - The decoder's device constants (flip permutation, blur weights) are built now, outside any CUDA
+          graph capture (they must not be built inside one)."""
+        from .ops.decode_heatmaps import _blur_weights, _flip_perm, _normalize_pairs
+
+        graphs = getattr(self.model, "_graphs", None)
+        if self.pad_batches and callable(getattr(graphs, "reserve", None)):
+            graphs.reserve(len(_padded_sizes(self.max_batch, self.flip_test)))
+        if self.flip_test and self.num_joints is not None:
+            _flip_perm(_normalize_pairs(self._pairs(self.num_joints), self.num_joints), self.num_joints, self.device)
+        if self.decode in ("dark", "udp"):
+            _blur_weights(11, self.device)  # decode_heatmaps' default blur_kernel, which _decode uses
+
     def _build_model(self, config_or_model, weights, dtype) -> nn.Module:
         from .checkpoint import load_checkpoint
         from .optimize import optimize

@@ -14,6 +14,7 @@ when present):
 """
 import importlib
 import math
+import types
 
 import numpy as np
 import pytest
@@ -538,6 +539,41 @@ def test_auto_backend_on_cpu():
     _compare(hrnet_fast.decode_heatmaps(hm), hrnet_fast.decode_heatmaps(hm, backend="torch"), "quarter", True)
 
 
+@needs_ext
+def test_cuda_reasons_count_the_kernels_static_shared_memory(monkeypatch):
+    """The cuda DARK/UDP size limit, with stand-in device properties (no GPU needed): a block holds H*W*4
+    bytes of row-blurred heatmap plus the kernel's static shared memory, both within the opt-in limit.
+    128x96 heatmaps (512x384 inputs) are exactly 48 KiB of the first: over a 48 KiB limit once the static
+    bytes count (the check that ignored them let auto pick a launch that fails)."""
+    static = hrnet_fast._backends.extension().dark_udp_static_shared_bytes()
+    assert static == 128  # decode::DarkUdpShared: 8 warps x (float + int64 + int32); ptxas reports the same
+
+    def limit(nbytes):
+        monkeypatch.setattr(torch.cuda, "get_device_properties",
+                            lambda device: types.SimpleNamespace(shared_memory_per_block_optin=nbytes))
+
+    dev = torch.device("cuda", 0)
+    for code in (D.METHODS["dark"], D.METHODS["udp"]):
+        limit(48 * 1024)
+        why = D._cuda_reasons(dev, torch.float16, code, 128, 96)
+        assert len(why) == 1 and "128x96 needs 49152 bytes plus the kernel's 128 static bytes" in why[0]
+        assert D._cuda_reasons(dev, torch.float16, code, 127, 96) == []  # 48768 + 128 fits
+        limit(128 * 96 * 4 + static)  # 128x96 fits exactly, 136x96 does not
+        assert D._cuda_reasons(dev, torch.float32, code, 128, 96) == []
+        assert "136x96" in D._cuda_reasons(dev, torch.float32, code, 136, 96)[0]
+        limit(136 * 96 * 4 + static - 1)
+        assert D._cuda_reasons(dev, torch.bfloat16, code, 136, 96) != []
+        limit(136 * 96 * 4 + static)
+        assert D._cuda_reasons(dev, torch.bfloat16, code, 136, 96) == []
+        limit(227 * 1024)  # sm_90's opt-in limit: both sizes run
+        assert D._cuda_reasons(dev, torch.float16, code, 128, 96) == []
+        assert D._cuda_reasons(dev, torch.float16, code, 136, 96) == []
+    # argmax/quarter keep nothing in shared memory: no limit, no device query
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: pytest.fail("queried the device"))
+    for code in (D.METHODS["argmax"], D.METHODS["quarter"]):
+        assert D._cuda_reasons(dev, torch.float32, code, 4096, 4096) == []
+
+
 # ----------------------------------------------------------------------------------------------------
 # GPU (skipped without one; nothing touches the GPU at import)
 # ----------------------------------------------------------------------------------------------------
@@ -615,6 +651,32 @@ def test_gpu_offsets_beyond_2_31(backend):
 def test_gpu_contiguous_beyond_2_31_elements(backend):
     _skip_unavailable(backend, "cuda")
     _big_contiguous("cuda", backend)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["dark", "udp"])
+@pytest.mark.parametrize(("h", "w"), [(128, 96), (136, 96)])
+def test_gpu_cuda_dark_udp_at_the_shared_memory_boundary(method, h, w):
+    """128x96 heatmaps fill exactly the default 48 KiB of dynamic shared memory, so with the kernel's
+    static bytes the launch must opt in to more (it failed before); 136x96 is past the boundary. Where the
+    support table accepts the size, the kernel must run it and match the reference."""
+    _skip_unavailable("cuda", "cuda")
+    code = D.METHODS[method]
+    reasons = D.SUPPORT.not_supported_reasons("cuda", torch.device("cuda"), torch.float16, (code, h, w))
+    if reasons:  # a GPU whose opt-in limit is below the need: the table must say so, not the launch
+        optin = getattr(torch.cuda.get_device_properties(0), "shared_memory_per_block_optin", 48 * 1024)
+        assert h * w * 4 + hrnet_fast._backends.extension().dark_udp_static_shared_bytes() > optin
+        pytest.skip("; ".join(reasons))
+    hm, _ = random_heatmaps(3, 17, h, w, seed=27, dtype=torch.float16, device="cuda")
+    fl, _ = random_heatmaps(3, 17, h, w, seed=28, dtype=torch.float16, device="cuda")
+    center, scale = random_box(3, 29, device="cuda")
+    assert D.resolve_backend(hm, method) == "cuda"
+    for kw in ({}, dict(flipped=fl, flip_pairs=hrnet_fast.COCO_FLIP_PAIRS)):
+        ours = hrnet_fast.decode_heatmaps(hm, center, scale, method=method, backend="cuda", **kw)
+        torch.cuda.synchronize()  # a failed launch shows here, not in a later test
+        kw32 = {**kw, "flipped": fl.float()} if kw else {}
+        ref = hrnet_fast.decode_heatmaps(hm.float(), center, scale, method=method, backend="torch", **kw32)
+        _compare(ours, ref, method, exact_coords=False)
 
 
 _COMPILE_SCRIPT = r"""

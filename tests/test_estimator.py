@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import hrnet_fast
-from hrnet_fast.estimator import COCO_SIGMAS, PoseEstimator, PoseResult, oks_iou, oks_nms, padded_batch_size
+from hrnet_fast.cuda_graphs import GraphCache
+from hrnet_fast.estimator import COCO_SIGMAS, PoseEstimator, PoseResult, _padded_sizes, oks_iou, oks_nms, padded_batch_size
 from hrnet_fast.models.init import realistic_random_init
 
 from _golden import TINY_YAML
@@ -254,6 +255,66 @@ def test_padding_changes_the_batch_not_the_results(tiny_model):
         hook.remove()
     assert [s[0] for s in seen] == [16, 4]
     _close(r_pad, plain(img, boxes), atol=2e-3)
+
+
+class _CountingCapture:
+    """Stand-in for CudaCapture (runs on the CPU): a 'graph' is the function and its static buffers."""
+
+    def applies(self, x):
+        return True
+
+    def capture(self, fn, static_input):
+        return (fn, static_input), fn(static_input)
+
+    def replay(self, graph):
+        pass  # the heatmaps of the stand-in model do not depend on the input
+
+
+class _GraphedStandIn(torch.nn.Module):
+    """A model as optimize() returns it, as far as the estimator sees: forward through a GraphCache (the default
+    8 graphs), here with cheap zero heatmaps and a stand-in capture backend."""
+
+    def __init__(self):
+        super().__init__()
+        self.cfg = {"IMAGE_SIZE": [32, 32], "NUM_JOINTS": 17}
+        self._graphs = GraphCache(lambda x: x.new_zeros(x.shape[0], 17, 8, 8), backend=_CountingCapture())
+
+    def forward(self, x):
+        return self._graphs(x)
+
+
+def test_padded_sizes_are_what_the_estimator_produces():
+    assert _padded_sizes(64, True) == [2, 4, 8, 16, 32, 64, 128]
+    assert _padded_sizes(96, False) == [1, 2, 4, 8, 16, 32, 64, 96]
+    assert _padded_sizes(130, True) == [2, 4, 8, 16, 32, 64, 128, 256, 260]
+    assert _padded_sizes(1, True) == [2]
+    for max_batch, flip in ((5, True), (7, False), (33, True)):
+        k = 2 if flip else 1
+        want = {padded_batch_size(k * m, k * max_batch) for m in range(1, max_batch + 1)}
+        assert set(_padded_sizes(max_batch, flip)) == want
+
+
+def test_graph_cache_holds_every_padded_batch_size():
+    # flip test and max_batch > 128: 9 forward batch sizes, one more than optimize()'s default 8 graphs; a
+    # stream of person counts that cycles through them re-captured on every call (least recently used miss)
+    model = _GraphedStandIn()
+    est = PoseEstimator(model, device="cpu", pad_batches=True, max_batch=130)
+    sizes = _padded_sizes(130, True)
+    assert len(sizes) == 9 and model._graphs.max_graphs >= 9
+    img = np.zeros((40, 40, 3), np.uint8)
+    counts = [s // 2 for s in sizes] * 3  # persons giving each padded size in turn, three times
+    rng = np.random.default_rng(5)
+    counts += [int(c) for c in rng.integers(1, 131, 20)]
+    for m in counts:
+        r = est(img, np.tile([[5.0, 5.0, 20.0, 20.0, 1.0]], (m, 1)))
+        assert len(r) == m
+    assert model._graphs.captures == 9 and len(model._graphs) == 9
+    # a shared model's cache only grows; without padding the cache is left alone
+    PoseEstimator(model, device="cpu", pad_batches=True, max_batch=4)
+    assert model._graphs.max_graphs >= 9
+    other = _GraphedStandIn()
+    PoseEstimator(other, device="cpu", pad_batches=False, max_batch=130)
+    assert other._graphs.max_graphs == 8
 
 
 # ---------------------------------------------------------------------------------------------- OKS-NMS

@@ -112,9 +112,19 @@ def reference_grads_given_output(out, inputs, relu, seed=1):
     return rg
 
 
-def check_against_reference(backend, device, dtype, channels_last, case, relu=True):
+def _fp32_params(inputs):
+    """The same inputs with the weights and biases widened to float32 (exactly: they were rounded to the
+    inputs' dtype), as the inference plan may prepare them beside 16-bit activations."""
+    base, lows, weights, biases = inputs
+    return [base, lows, [None if t is None else t.float() for t in weights],
+            [None if t is None else t.float() for t in biases]]
+
+
+def check_against_reference(backend, device, dtype, channels_last, case, relu=True, fp32_params=False):
     n, c, h, w, specs = case
     inputs = make_inputs(n, c, h, w, specs, dtype=dtype, device=device, channels_last=channels_last)
+    if fp32_params:
+        inputs = _fp32_params(inputs)
     out, g = grads(_run(backend), *inputs, relu)
     # The reference in float64 (same inputs): the spec, with no rounding of its own to blur the check.
     ref, _ = grads(_ref, *_double(inputs), relu)
@@ -342,9 +352,11 @@ def test_torch_gradcheck_float64():
         lambda b, l, w, bi: fused_exchange(b, [l], [w], [bi], backend="torch"), tuple(leaves), eps=1e-6, atol=1e-8)
 
 
-def _opcheck_args(device, dtype, channels_last):
+def _opcheck_args(device, dtype, channels_last, fp32_params=False):
     base, lows, ws, bs = make_inputs(2, 16, 8, 8, [(24, 2, True), (None, 4, False)], dtype=dtype, device=device,
                                      channels_last=channels_last)
+    if fp32_params:
+        base, lows, ws, bs = _fp32_params((base, lows, ws, bs))
     empty = base.new_empty((0,))
     ws = [empty if t is None else t for t in ws]
     bs = [empty if t is None else t for t in bs]
@@ -364,8 +376,10 @@ def test_opcheck_cpp(channels_last):
 
 
 @needs_interp
-def test_opcheck_triton_interpreter():
-    base, lows, ws, bs = _opcheck_args("cpu", torch.float32, False)
+@pytest.mark.parametrize("dtype", ["float32", "float16+fp32_params"])
+def test_opcheck_triton_interpreter(dtype):
+    fp32_params = dtype != "float32"
+    base, lows, ws, bs = _opcheck_args("cpu", torch.float16 if fp32_params else torch.float32, False, fp32_params)
     torch.library.opcheck(torch.ops.hrnet_fast.fused_exchange_triton.default, (base, lows, ws, bs, True))
     out = torch.ops.hrnet_fast.fused_exchange_triton(base, lows, ws, bs, True).detach()
     torch.library.opcheck(torch.ops.hrnet_fast.fused_exchange_triton_backward.default,
@@ -375,8 +389,10 @@ def test_opcheck_triton_interpreter():
 @pytest.mark.gpu
 @pytest.mark.parametrize("op", ["fused_exchange", "fused_exchange_triton"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
-def test_opcheck_gpu(op, channels_last):
-    base, lows, ws, bs = _opcheck_args("cuda", torch.float32, channels_last)
+@pytest.mark.parametrize("dtype", ["float32", "float16+fp32_params", "bfloat16+fp32_params"])
+def test_opcheck_gpu(op, channels_last, dtype):
+    fp32_params = dtype != "float32"
+    base, lows, ws, bs = _opcheck_args("cuda", getattr(torch, dtype.split("+")[0]), channels_last, fp32_params)
     torch.library.opcheck(getattr(torch.ops.hrnet_fast, op).default, (base, lows, ws, bs, True))
 
 
@@ -457,6 +473,95 @@ def test_auto_takes_cuda_then_triton_and_no_triton_bfloat16_on_a_t4(monkeypatch,
     _backends.clear_cache()
     assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.float16) == "triton"
     assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.bfloat16) == "torch"
+
+
+# ----------------------------------------------------------------------------------------------------
+# float32 weights and biases beside 16-bit inputs (the inference plan prepares float32 biases for the
+# 16-bit cuda backend, which then converts nothing per call)
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_torch_fp32_params_are_the_rounded_ones(dtype):
+    # The reference uses a float32 weight or bias rounded to the inputs' dtype: widened 16-bit parameters
+    # give exactly the 16-bit result and gradients (the parameters' gradients come back as float32).
+    inputs = make_inputs(2, 8, 8, 8, [(4, 2, True), (None, 4, True)], dtype=dtype, seed=5)
+    out16, g16 = grads(_run("torch"), *inputs, True)
+    out32, g32 = grads(_run("torch"), *_fp32_params(inputs), True)
+    assert out32.dtype == dtype and torch.equal(out32, out16)
+    for (name, a), (_, b) in zip(g32, g16):
+        want = torch.float32 if name.startswith(("weights", "biases")) else dtype
+        assert a.dtype == want, name
+        assert torch.equal(a, b.to(want)), name
+
+
+def test_fp32_params_only_beside_16_bit_inputs():
+    inputs = make_inputs(2, 8, 8, 8, [(4, 2, True)], dtype=torch.float16)
+    base, lows, ws, bs = inputs
+    with pytest.raises(TypeError, match=r"weights\[0\] has dtype torch.float64 but base has dtype torch.float16"):
+        fused_exchange(base, lows, [ws[0].double()], bs, backend="torch")
+    with pytest.raises(TypeError, match=r"biases\[0\] has dtype torch.bfloat16 but base has dtype torch.float16"):
+        fused_exchange(base, lows, ws, [bs[0].bfloat16()], backend="torch")
+    b64, l64, w64, bb64 = _double(inputs)
+    with pytest.raises(TypeError, match=r"weights\[0\] has dtype torch.float32 but base has dtype torch.float64"):
+        fused_exchange(b64, l64, [w64[0].float()], bb64, backend="torch")
+    with pytest.raises(TypeError, match=r"lows\[0\] has dtype torch.float32"):  # activations stay one dtype
+        fused_exchange(base, [lows[0].float()], ws, bs, backend="torch")
+
+
+@needs_ext
+def test_cpp_checks_accept_fp32_params_beside_16_bit_inputs():
+    base, lows, ws, bs = make_inputs(2, 8, 8, 8, [(4, 2, True)], dtype=torch.float16)
+    w32, b32 = ws[0].float(), bs[0].float()
+    # The op's argument checks pass; what stops the CPU op is its own kernel's dtype (no 16-bit CPU kernel).
+    with pytest.raises(RuntimeError, match=r"cpp backend\): base must be float32 or float64, got Half"):
+        torch.ops.hrnet_fast.fused_exchange(base, lows, [w32], [b32], True)
+    with pytest.raises(RuntimeError, match=r"weights\[0\] has dtype Float but base has dtype Double"):
+        torch.ops.hrnet_fast.fused_exchange(base.double(), [lows[0].double()], [w32], [b32.double()], True)
+    with pytest.raises(RuntimeError, match=r"biases\[0\] has dtype Half but base has dtype BFloat16"):
+        torch.ops.hrnet_fast.fused_exchange(base.bfloat16(), [lows[0].bfloat16()], [w32], [bs[0]], True)
+    # the fake (meta) kernel accepts what the op accepts
+    meta = [t.to("meta") for t in (base, lows[0], w32, b32)]
+    out = torch.ops.hrnet_fast.fused_exchange(meta[0], [meta[1]], [meta[2]], [meta[3]], True)
+    assert out.shape == base.shape and out.dtype == torch.float16 and out.device.type == "meta"
+
+
+@needs_interp
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_triton_interpreter_fp32_params_beside_fp16(channels_last):
+    check_against_reference("triton", "cpu", torch.float16, channels_last, CASES_SMALL["mixed"], fp32_params=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_gpu_fp32_params_match_reference(backend, dtype, channels_last):
+    check_against_reference(backend, "cuda", dtype, channels_last, CASES_FULL["w48_branch0"], fp32_params=True)
+    check_against_reference(backend, "cuda", dtype, channels_last, CASES_FULL["odd_channels"], fp32_params=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_gpu_cuda_prepared_call_converts_nothing(monkeypatch, dtype, channels_last):
+    # 16-bit activations and weights, float32 biases (what the inference plan prepares): the cuda backend
+    # runs one cuBLAS GEMM per low (16-bit in, float32 out) and its forward kernel; no ATen kernel
+    # (conversion, copy, fill, bias add) launches per call.
+    monkeypatch.delenv("HRNET_FAST_POISON_OUTPUTS")  # the poison fill is an ATen kernel of its own
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    base, lows, ws, bs = make_inputs(4, 48, 32, 24, [(96, 2, True), (192, 4, True), (384, 8, False)], dtype=dtype,
+                                     device="cuda", channels_last=channels_last)
+    bs = [None if b is None else b.float() for b in bs]
+    fused_exchange(base, lows, ws, bs, backend="cuda")  # warm up (cuBLAS handle and workspace)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        out = fused_exchange(base, lows, ws, bs, backend="cuda")
+        torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert sum("exchange_forward_kernel" in k for k in kernels) == 1, kernels
+    assert not [k for k in kernels if "at::native" in k], kernels
+    ref = fused_exchange_reference(*_double((base, lows, ws, bs)))
+    assert_close_rel(out, ref, TOL[dtype], "prepared cuda call")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -49,7 +49,8 @@ def test_fused_conv_matches_plain_ops(stride, epilogue, channels_last, monkeypat
         for _ in range(2):  # the first call chooses the implementation, the second uses it
             got = fused(x, res, relu)
             assert_close_rel(got, want, 1e-5, f"FusedConv2d {epilogue}")
-    impl = fused._impl[(x.device, x.dtype, True)]
+    impl = fused._impl[fused._key(x, res, relu)]
+    assert fused._key(x, res, relu)[2]  # the big class (the threshold is 0 here)
     assert impl == ("mkldnn" if torch.backends.mkldnn.is_available() else "plain")
 
 
@@ -62,8 +63,10 @@ def test_fused_conv_keeps_tiny_convolutions_on_the_plain_ops():
         assert_close_rel(conv(tiny, None, True), conv._plain(tiny, None, True), 1e-6, "tiny")
         assert_close_rel(conv(big, None, True), conv._plain(big, None, True), 1e-5, "big")
     cpu = torch.device("cpu")
-    assert conv._impl[(cpu, torch.float32, False)] == "plain"
-    assert conv._impl[(cpu, torch.float32, True)] == ("mkldnn" if torch.backends.mkldnn.is_available() else "plain")
+    assert conv._key(tiny, None, True)[:3] == (cpu, torch.float32, False)
+    assert conv._key(big, None, True)[:3] == (cpu, torch.float32, True)
+    assert conv._impl[conv._key(tiny, None, True)] == "plain"
+    assert conv._impl[conv._key(big, None, True)] == ("mkldnn" if torch.backends.mkldnn.is_available() else "plain")
 
 
 def test_fused_conv_falls_back_when_the_library_call_fails(monkeypatch):
@@ -77,7 +80,7 @@ def test_fused_conv_falls_back_when_the_library_call_fails(monkeypatch):
     x = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         out = conv(x, None, True)
-    assert conv._impl[(x.device, x.dtype, True)] == "plain"
+    assert conv._impl[conv._key(x, None, True)] == "plain"
     assert torch.equal(out, torch.relu(nn.functional.conv2d(x, conv.weight, conv.bias, 1, 1)))
 
 
@@ -89,6 +92,94 @@ def test_fused_conv_rejects_a_disagreeing_library_result(monkeypatch):
     with torch.no_grad():
         conv(torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(4)), None, True)
     assert set(conv._impl.values()) == {"plain"}
+
+
+def test_fused_conv_decides_per_shape_class(monkeypatch):
+    # whether a library has a fused engine depends on the shape: a class it refuses must not take the
+    # others down with it, nor be taken down by them (the choice was once made on the first input only)
+    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1).eval())
+    monkeypatch.setattr(_inference.FusedConv2d, "_MIN_ONEDNN_MACS", 0)
+    monkeypatch.setattr(_inference.FusedConv2d, "_candidate", lambda self, x, big, relu: "mkldnn")
+    calls = []
+
+    def picky(self, x, residual, relu):  # a library without an engine for 10-pixel-high inputs
+        calls.append(tuple(x.shape))
+        if x.shape[2] == 10:
+            raise RuntimeError("no engine for this shape")
+        return self._plain(x, residual, relu)
+
+    monkeypatch.setattr(_inference.FusedConv2d, "_mkldnn", picky)
+    g = torch.Generator().manual_seed(6)
+    shapes = [(1, 4, 6, 6), (1, 4, 10, 8), (3, 4, 6, 6), (2, 4, 6, 6), (1, 4, 6, 6)]
+    with torch.no_grad():
+        for shape in shapes:
+            x = torch.randn(shape, generator=g)
+            assert torch.equal(conv(x, None, True), conv._plain(x, None, True))
+    keys = {conv._key(torch.zeros(s), None, True): s for s in shapes}
+    assert len(keys) == 3  # batch classes: 1 | 2-3; and a second spatial size
+    assert {keys[k]: v for k, v in conv._impl.items()} == {(1, 4, 6, 6): "mkldnn", (1, 4, 10, 8): "plain",
+                                                           (2, 4, 6, 6): "mkldnn"}
+    assert calls.count((1, 4, 10, 8)) == 1  # refused once, then the plain ops without asking again
+    x = torch.randn(1, 4, 6, 6, generator=g)
+    assert conv._key(x, None, False) != conv._key(x, None, True) != conv._key(x, x, True)  # the epilogue too
+    assert conv._key(x.contiguous(memory_format=torch.channels_last), None, True) != conv._key(x, None, True)
+
+
+def test_fused_conv_falls_back_when_a_later_call_fails(monkeypatch):
+    # the class was decided (the fused call ran and agreed), then the library refuses a call of it
+    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1).eval())
+    monkeypatch.setattr(_inference.FusedConv2d, "_MIN_ONEDNN_MACS", 0)
+    monkeypatch.setattr(_inference.FusedConv2d, "_candidate", lambda self, x, big, relu: "cudnn")
+    monkeypatch.setattr(_inference.FusedConv2d, "_cudnn", lambda self, x, residual: self._plain(x, residual, True))
+    g = torch.Generator().manual_seed(7)
+    x, r = torch.randn(2, 4, 6, 6, generator=g), torch.randn(2, 4, 6, 6, generator=g)
+    with torch.no_grad():
+        conv(x, r, True)
+        key = conv._key(x, r, True)
+        assert conv._impl[key] == "cudnn"
+
+        def refuse(self, x, residual):
+            raise RuntimeError("CUDNN_STATUS_NOT_SUPPORTED")
+
+        monkeypatch.setattr(_inference.FusedConv2d, "_cudnn", refuse)
+        out = conv(x * 2, r, True)
+    assert torch.equal(out, torch.relu(nn.functional.conv2d(x * 2, conv.weight, conv.bias, 1, 1) + r))
+    assert conv._impl[key] == "plain"
+
+
+def test_fused_conv_decides_nothing_during_a_capture(monkeypatch):
+    # the agreement check syncs with the host, which a CUDA-graph capture forbids: an undecided class runs
+    # the plain ops during a capture and is decided by the next eager call
+    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1).eval())
+    monkeypatch.setattr(_inference.FusedConv2d, "_candidate", lambda self, x, big, relu: "cudnn")
+    fused_calls = []
+    monkeypatch.setattr(_inference.FusedConv2d, "_cudnn",
+                        lambda self, x, residual: fused_calls.append(1) or self._plain(x, residual, True))
+    capturing = [True]
+    monkeypatch.setattr(_inference, "_capturing", lambda x: capturing[0])
+    item = torch.Tensor.item
+
+    def no_sync(self):
+        assert not capturing[0], ".item() (a host sync) during a capture"
+        return item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", no_sync)
+    x = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        assert torch.equal(conv(x, None, True), conv._plain(x, None, True))
+        assert conv._impl == {} and fused_calls == []
+        capturing[0] = False
+        conv(x, None, True)
+    assert list(conv._impl.values()) == ["cudnn"] and len(fused_calls) == 1
+
+
+def test_fused_conv_bounds_its_choices(monkeypatch):
+    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(2, 2, 1).eval())
+    monkeypatch.setattr(_inference.FusedConv2d, "_MAX_CHOICES", 3)
+    with torch.no_grad():
+        for w in range(1, 6):
+            conv(torch.zeros(1, 2, 1, w), None, False)
+    assert len(conv._impl) == 3 and [k[4] for k in conv._impl] == [3, 4, 5]
 
 
 def test_fused_conv_uses_plain_ops_when_autograd_records():
@@ -309,3 +400,66 @@ def test_cuda_graphs_on_gpu_match_eager(tiny):
     assert fast._graphs.captures == 1 and fast._graphs.replays == 2
     assert_close_rel(a, ea, 2e-3, "graph vs eager")
     assert_close_rel(b, eb, 2e-3, "graph vs eager, second input")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_fused_conv_on_gpu_per_shape_class_matches_plain_ops(dtype):
+    # odd sizes, batch classes, both layouts, with and without a residual: whatever cuDNN's fused engines
+    # accept or refuse per class, every call must give the plain ops' result
+    torch.manual_seed(13)
+    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(16, 16, 3, 1, 1).eval().cuda().to(dtype))
+    tol = 1e-3 if dtype == torch.float32 else 1e-2
+    with torch.no_grad():
+        for n, h, w in ((1, 32, 24), (3, 17, 13), (8, 64, 48), (1, 1, 1), (5, 9, 31)):
+            for fmt in (torch.contiguous_format, torch.channels_last):
+                x = torch.randn(n, 16, h, w, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
+                r = torch.randn(n, 16, h, w, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
+                for res in (None, r):
+                    for _ in range(2):  # the deciding call, then the decided one
+                        assert_close_rel(conv(x, res, True), conv._plain(x, res, True), tol, f"{n}x{h}x{w} {fmt}")
+    assert set(conv._impl.values()) <= {"cudnn", "plain"}
+
+
+@pytest.mark.gpu
+def test_fused_conv_on_gpu_falls_back_for_a_refused_shape(monkeypatch):
+    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(16, 16, 3, 1, 1).eval().cuda().half())
+    real = _inference.FusedConv2d._cudnn
+
+    def picky(self, x, residual):  # a cuDNN without a fused engine for 17-pixel-high inputs
+        if x.shape[2] == 17:
+            raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED")
+        return real(self, x, residual)
+
+    monkeypatch.setattr(_inference.FusedConv2d, "_cudnn", picky)
+    torch.manual_seed(14)
+    with torch.no_grad():
+        a = torch.randn(2, 16, 32, 24, device="cuda", dtype=torch.float16)
+        b = torch.randn(2, 16, 17, 13, device="cuda", dtype=torch.float16)
+        for x in (a, b, a, b):
+            assert_close_rel(conv(x, None, True), conv._plain(x, None, True), 1e-2, f"{tuple(x.shape)}")
+    assert conv._impl[conv._key(b, None, True)] == "plain"
+    assert conv._impl[conv._key(a, None, True)] in ("cudnn", "plain")  # cuDNN's own verdict for the other
+
+
+@pytest.mark.gpu
+def test_capture_of_an_undecided_fused_conv_runs_the_plain_ops():
+    # deciding needs a host sync, which would break the capture: the plain ops are captured instead
+    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(16, 16, 3, 1, 1).eval().cuda().half())
+    torch.manual_seed(15)
+    static = torch.randn(2, 16, 32, 24, device="cuda", dtype=torch.float16)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad(), torch.cuda.stream(side):
+        conv._plain(static, None, True)  # warm up the plain path (cuDNN handle, plan) outside the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        out = conv(static, None, True)
+    assert conv._impl == {}  # undecided still: the next eager call decides
+    static.copy_(torch.randn(2, 16, 32, 24, device="cuda", dtype=torch.float16))
+    graph.replay()
+    with torch.no_grad():
+        assert_close_rel(out, conv._plain(static, None, True), 1e-3, "captured plain ops")
+        conv(static, None, True)
+    assert len(conv._impl) == 1

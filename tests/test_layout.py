@@ -163,4 +163,4 @@ def test_the_scan_sees_the_package():
     assert f"{PKG}.cli.predict" in _edges(f"{PKG}.cli.eval", MODULES[f"{PKG}.cli.eval"], module_level_only=True)
     assert f"{PKG}.video" in _edges(f"{PKG}.cli.predict", MODULES[f"{PKG}.cli.predict"], module_level_only=False)
     assert f"{PKG}.video" not in _edges(f"{PKG}.cli.predict", MODULES[f"{PKG}.cli.predict"], module_level_only=True)
-    assert f"{PKG}._backends" in _edges(f"{PKG}.kernels.fused_exchange", MODULES[f"{PKG}.kernels.fused_exchange"], True)
+    assert f"{PKG}.kernels._utils" in _edges(f"{PKG}.kernels.fused_exchange", MODULES[f"{PKG}.kernels.fused_exchange"], True)

@@ -20,17 +20,6 @@ namespace hrnet_fast {
 namespace cpu {
 namespace {
 
-struct Params {
-  const uint8_t* images;
-  const int64_t* meta;
-  const int64_t* index;
-  const double* affine;
-  int64_t N, H, W;
-  int64_t os_m, os_c, os_h, os_w;  // output element strides
-  float scale[3], bias[3];
-  int src_c[3];  // source channel of output channel c
-};
-
 template <typename T>
 inline T cast_out(float v) {
   return static_cast<T>(v);
@@ -47,7 +36,7 @@ inline __m128 load_pixel(const uint8_t* q) {
 #endif
 
 template <typename T>
-void crop_row(const Params& p, T* out, int64_t m, int64_t y) {
+void crop_row(const CropParams& p, T* out, int64_t m, int64_t y) {
   // Everything the loop reads goes to locals first: the output stores (float) could alias p.scale/p.bias
   // for the compiler, which would then reload them after every store.
   const int64_t os_c = p.os_c, os_w = p.os_w, W = p.W;
@@ -147,30 +136,12 @@ void crop_row(const Params& p, T* out, int64_t m, int64_t y) {
 
 }  // namespace
 
-void crop_boxes_kernel(const at::Tensor& images, const at::Tensor& image_meta, const at::Tensor& image_index,
-                       const at::Tensor& inv_affine, const CropNorm& norm, bool swap_rb, at::Tensor& out) {
-  Params p{};
-  p.images = images.data_ptr<uint8_t>();
-  p.meta = image_meta.data_ptr<int64_t>();
-  p.index = image_index.data_ptr<int64_t>();
-  p.affine = inv_affine.data_ptr<double>();
-  p.N = image_meta.size(0);
-  p.H = out.size(2);
-  p.W = out.size(3);
-  p.os_m = out.stride(0);
-  p.os_c = out.stride(1);
-  p.os_h = out.stride(2);
-  p.os_w = out.stride(3);
-  for (int c = 0; c < 3; ++c) {
-    p.scale[c] = norm.scale[c];
-    p.bias[c] = norm.bias[c];
-    p.src_c[c] = swap_rb ? 2 - c : c;
-  }
-  const int64_t rows = out.size(0) * p.H;
+void crop_boxes_kernel(const CropParams& p, at::ScalarType dtype) {
+  const int64_t rows = p.M * p.H;
   // ~16K output pixels per task (tens of microseconds): one box of 256x192 splits into a few tasks.
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(p.W, 1));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "crop_boxes_cpu", [&] {
-    scalar_t* o = out.data_ptr<scalar_t>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "crop_boxes_cpu", [&] {
+    scalar_t* o = static_cast<scalar_t*>(p.out);
     at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) crop_row<scalar_t>(p, o, r / p.H, r % p.H);
     });

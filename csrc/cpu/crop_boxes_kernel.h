@@ -1,17 +1,16 @@
 // CPU kernel of crop_boxes (at::parallel_for over boxes x output rows).
 #pragma once
 
-#include <ATen/ATen.h>
+#include <c10/core/ScalarType.h>
 
-#include "crop_boxes.h"
+#include "crop_boxes_common.h"
 
 namespace hrnet_fast {
 namespace cpu {
 
-// Inputs checked by check_crop_inputs (values included); out is (M, 3, H, W) of any strides (contiguous or
-// channels_last) and float32/float16/bfloat16.
-void crop_boxes_kernel(const at::Tensor& images, const at::Tensor& image_meta, const at::Tensor& image_index,
-                       const at::Tensor& inv_affine, const CropNorm& norm, bool swap_rb, at::Tensor& out);
+// `p` from make_crop_params (inputs checked by check_crop_inputs, values included; M*H*W > 0); `dtype`,
+// the output's (float32, float16 or bfloat16). p.out may have any strides (contiguous or channels_last).
+void crop_boxes_kernel(const CropParams& p, at::ScalarType dtype);
 
 }  // namespace cpu
 }  // namespace hrnet_fast

@@ -29,7 +29,7 @@ __device__ __forceinline__ float tap(const uint8_t* img, bool ok, int64_t pos) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kBlockX * kBlockY) crop_boxes_kernel(CropArgs a) {
+__global__ void __launch_bounds__(kBlockX * kBlockY) crop_boxes_kernel(CropParams a) {
   const int64_t x = static_cast<int64_t>(blockIdx.x) * kBlockX + threadIdx.x;
   T* out = static_cast<T*>(a.out);
   for (int64_t m = blockIdx.z; m < a.M; m += gridDim.z) {
@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(kBlockX * kBlockY) crop_boxes_kernel(CropArgs 
 }
 
 template <typename T>
-cudaError_t launch_typed(const CropArgs& a, cudaStream_t stream, const char** what) {
+cudaError_t launch_typed(const CropParams& a, cudaStream_t stream, const char** what) {
   const int64_t gx = (a.W + kBlockX - 1) / kBlockX;
   if (gx > 0x7fffffffLL) {
     *what = "the output width exceeds the CUDA grid limit";
@@ -92,18 +92,20 @@ cudaError_t launch_typed(const CropArgs& a, cudaStream_t stream, const char** wh
 
 }  // namespace
 
-cudaError_t launch_crop_boxes(const CropArgs& args, cudaStream_t stream, const char** what) {
+cudaError_t launch_crop_boxes(const CropParams& p, DType dtype, cudaStream_t stream, const char** what) {
   *what = "no error";
-  if (args.M * args.H * args.W == 0) return cudaSuccess;
-  switch (args.dtype) {
-    case CropDType::kFloat32:
-      return launch_typed<float>(args, stream, what);
-    case CropDType::kFloat16:
-      return launch_typed<__half>(args, stream, what);
-    case CropDType::kBFloat16:
-      return launch_typed<__nv_bfloat16>(args, stream, what);
+  if (p.M * p.H * p.W == 0) return cudaSuccess;
+  switch (dtype) {
+    case DType::kFloat32:
+      return launch_typed<float>(p, stream, what);
+    case DType::kFloat16:
+      return launch_typed<__half>(p, stream, what);
+    case DType::kBFloat16:
+      return launch_typed<__nv_bfloat16>(p, stream, what);
+    case DType::kFloat64:
+      break;
   }
-  *what = "unknown dtype code";
+  *what = "the crop kernel writes float32, float16 and bfloat16 only";
   return cudaErrorInvalidValue;
 }
 

@@ -23,7 +23,10 @@ namespace cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
-constexpr int kDarkThreads = 256;
+constexpr int kDarkThreads = decode::kDarkUdpThreads;
+constexpr int kDarkWarps = kDarkThreads / 32;
+// The default per-block shared-memory limit; beyond it a kernel must opt in (cudaFuncSetAttribute).
+constexpr int64_t kDefaultSharedPerBlock = 48 * 1024;
 
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
@@ -141,9 +144,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) argmax_quarter_kernel(Dec
 template <typename T>
 __global__ void __launch_bounds__(kDarkThreads) dark_udp_kernel(DecodeParams a) {
   extern __shared__ float rowblur[];  // H*W floats
-  __shared__ float s_val[kDarkThreads / 32];
-  __shared__ int64_t s_idx[kDarkThreads / 32];
-  __shared__ int s_nan[kDarkThreads / 32];
+  // The kernel's only static shared memory: its size is decode::kDarkUdpStaticSharedBytes, which the
+  // Python support table counts (see decode_heatmaps_common.h); the launcher checks the compiled size.
+  __shared__ decode::DarkUdpShared part;
   const int64_t i = blockIdx.x;
   const int64_t n = i / a.K, k = i % a.K;
   const int64_t H = a.H, W = a.W, HW = H * W;
@@ -159,20 +162,20 @@ __global__ void __launch_bounds__(kDarkThreads) dark_udp_kernel(DecodeParams a) 
   scan(h, f, v, tid, kDarkThreads, best, idx, nan);
   warp_argmax(best, idx, nan);
   if (lane == 0) {
-    s_val[warp] = best;
-    s_idx[warp] = idx;
-    s_nan[warp] = nan;
+    part.val[warp] = best;
+    part.idx[warp] = idx;
+    part.nan[warp] = nan;
   }
   __syncthreads();
   if (tid == 0) {
-    for (int w = 1; w < kDarkThreads / 32; ++w) {
-      take_better(s_val[0], s_idx[0], s_val[w], s_idx[w]);
-      s_nan[0] |= s_nan[w];
+    for (int w = 1; w < kDarkWarps; ++w) {
+      take_better(part.val[0], part.idx[0], part.val[w], part.idx[w]);
+      part.nan[0] |= part.nan[w];
     }
   }
   __syncthreads();
-  best = s_nan[0] ? NAN : s_val[0];
-  idx = s_idx[0] < HW ? s_idx[0] : 0;
+  best = part.nan[0] ? NAN : part.val[0];
+  idx = part.idx[0] < HW ? part.idx[0] : 0;
   const bool pos = best > 0.f;
   const int64_t ix = pos ? idx % W : 0, iy = pos ? idx / W : 0;
   const bool dark = a.method == kDark;
@@ -207,16 +210,15 @@ __global__ void __launch_bounds__(kDarkThreads) dark_udp_kernel(DecodeParams a) 
     bmax = fmaxf(bmax, blurred(y, x));
   }
   for (int off = 16; off > 0; off >>= 1) bmax = fmaxf(bmax, __shfl_down_sync(0xffffffffu, bmax, off));
-  if (lane == 0) s_val[warp] = bmax;
+  if (lane == 0) part.val[warp] = bmax;
   __syncthreads();
   if (tid != 0) return;
-  for (int w = 1; w < kDarkThreads / 32; ++w) bmax = fmaxf(bmax, s_val[w]);
+  for (int w = 1; w < kDarkWarps; ++w) bmax = fmaxf(bmax, part.val[w]);
 
-  // 4. Taylor step (thread 0): csrc/decode_heatmaps_common.h, as the CPU kernel (see the GPU check
-  // outstanding there: these shared steps have not yet run on a GPU).
+  // 4. Taylor step (thread 0): csrc/decode_heatmaps_common.h, as the CPU kernel.
   double px = double(ix), py = double(iy);
-  // IEEE division and fp64 log: setup.py compiles with --use_fast_math, which would otherwise turn
-  // these into approximations (the log-heatmap's differences are what DARK/UDP step on).
+  // IEEE division and fp64 log, whatever the compile flags (the log-heatmap's differences are what
+  // DARK/UDP step on; setup.py does not pass --use_fast_math, and these stay exact if anyone does).
   const float ratio = __fdiv_rn(best, bmax);
   if (isfinite(ratio) && ratio > 0.f) {
     auto L = [&](int64_t y, int64_t x) -> float {
@@ -240,17 +242,33 @@ cudaError_t launch_typed(const DecodeParams& a, cudaStream_t stream, const char*
       *what = "N*K exceeds the CUDA grid limit (2^31 - 1 heatmaps) for dark/udp";
       return cudaErrorInvalidConfiguration;
     }
-    const size_t smem = static_cast<size_t>(a.H * a.W) * sizeof(float);
-    if (smem > 48 * 1024) {
+    const size_t smem = static_cast<size_t>(a.H * a.W) * sizeof(float);  // dynamic
+    // The block also holds the kernel's static shared memory: the launch needs the opt-in as soon as
+    // both together pass the default limit (128x96 heatmaps: exactly 48 KiB dynamic, plus 128 static).
+    const int64_t block_smem = decode::dark_udp_shared_bytes(a.H, a.W);
+    if (block_smem > kDefaultSharedPerBlock) {
+      cudaFuncAttributes attr{};
+      cudaError_t err = cudaFuncGetAttributes(&attr, dark_udp_kernel<T>);
+      if (err != cudaSuccess) {
+        *what = "querying the dark/udp kernel's attributes";
+        return err;
+      }
+      if (static_cast<int64_t>(attr.sharedSizeBytes) > decode::kDarkUdpStaticSharedBytes) {
+        // the figure the Python support table counts would be too small: auto could pick failing launches
+        *what = "dark/udp: the compiled kernel uses more static shared memory than decode::kDarkUdpStaticSharedBytes "
+                "(csrc/decode_heatmaps_common.h) says";
+        return cudaErrorInvalidValue;
+      }
       int device = 0, optin = 0;
-      cudaError_t err = cudaGetDevice(&device);
+      err = cudaGetDevice(&device);
       if (err == cudaSuccess) err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
       if (err != cudaSuccess) {
         *what = "querying the shared-memory limit";
         return err;
       }
-      if (smem > static_cast<size_t>(optin)) {
-        *what = "dark/udp: H*W*4 bytes of shared memory exceed this GPU's per-block limit (heatmap too large)";
+      if (block_smem > static_cast<int64_t>(optin)) {
+        *what = "dark/udp: H*W*4 bytes of shared memory plus the kernel's static ones exceed this GPU's per-block "
+                "limit (heatmap too large)";
         return cudaErrorInvalidValue;
       }
       err = cudaFuncSetAttribute(dark_udp_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));

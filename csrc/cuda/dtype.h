@@ -6,7 +6,8 @@
 namespace hrnet_fast {
 namespace cuda {
 
-// A launcher switches on the names and returns an error for a code it does not run (decode: no kFloat64).
+// A launcher switches on the names and returns an error for a code it does not run (decode and crop: no
+// kFloat64).
 enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
 
 }  // namespace cuda

@@ -1,9 +1,10 @@
 // CUDA kernels of the fused exchange unit (see fused_exchange_kernel.h).
 //
-// The 1x1 convolutions run at low resolution in cuBLAS (the binding's at::mm); these kernels do the
-// full-resolution work in one pass each: the upsample + sum + ReLU forward, the ReLU mask of the backward
-// and the block sums (the adjoint of nearest upsampling). Indices are int64 (tensors may pass 2^31
-// elements); loops are grid-stride so any size fits the grid limits. Where the innermost dimension and the
+// The 1x1 convolutions run at low resolution in cuBLAS (the binding's GEMM); these kernels do the
+// full-resolution work in one pass each: the upsample + bias + sum + ReLU forward, the ReLU mask of the
+// backward and the block sums (the adjoint of nearest upsampling). The forward indexes in 32 bits below
+// 2^31 elements and in int64 above (tensors may pass 2^31 elements), the backward kernels in int64; loops
+// are grid-stride so any size fits the grid limits. Where the innermost dimension and the
 // pointers allow it, a thread moves 16 bytes at a time (VEC elements sharing every coordinate but the
 // innermost), which is what it takes to approach copy bandwidth in fp16/bf16.
 #include <cuda_bf16.h>
@@ -59,23 +60,27 @@ struct alignas(sizeof(T) * VEC) Pack {
   T v[VEC];
 };
 
-// Coordinates of dense element i (the first of a VEC group) in NCHW or NHWC order.
+// Coordinates of dense element i (the first of a VEC group) in NCHW or NHWC order. index_t: uint32_t
+// when the tensor has fewer than 2^31 elements (32-bit divisions, several times cheaper than 64-bit
+// ones), else int64_t.
+template <typename index_t>
 struct Coord {
-  int64_t n, c, y, x;
+  index_t n, c, y, x;
 };
 
-__device__ __forceinline__ Coord decode(int64_t i, int64_t C, int64_t H, int64_t W, bool channels_last) {
-  Coord k;
+template <typename index_t>
+__device__ __forceinline__ Coord<index_t> decode(index_t i, index_t C, index_t H, index_t W, bool channels_last) {
+  Coord<index_t> k;
   if (channels_last) {
     k.c = i % C;
-    int64_t t = i / C;
+    index_t t = i / C;
     k.x = t % W;
     t /= W;
     k.y = t % H;
     k.n = t / H;
   } else {
     k.x = i % W;
-    int64_t t = i / W;
+    index_t t = i / W;
     k.y = t % H;
     t /= H;
     k.c = t % C;
@@ -84,32 +89,51 @@ __device__ __forceinline__ Coord decode(int64_t i, int64_t C, int64_t H, int64_t
   return k;
 }
 
-// TIn/TOut: the tensor type T or its accumulation type A (see ExchangeLows); z is always A.
-template <typename TIn, typename TOut, int VEC>
+// TIn/TOut: the tensor type T or its accumulation type A (see ExchangeLows); z and bias are always A.
+// The loop over the lows has a compile-time bound, so every lows.z[j] / lows.bias[j] is read at a constant
+// index from the kernel's parameter space (a runtime index made the compiler copy the struct to a local
+// stack frame).
+template <typename TIn, typename TOut, int VEC, typename index_t>
 __global__ void exchange_forward_kernel(const TIn* base, TOut* out,  // no __restrict__: base may be out
-                                        ExchangeLows lows, int64_t C, int64_t H,
-                                        int64_t W, bool channels_last, bool relu, int64_t groups) {
+                                        const ExchangeLows lows, index_t C, index_t H, index_t W,
+                                        bool channels_last, bool relu, index_t groups) {
   using A = typename Acc<TOut>::type;
-  for (int64_t g = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; g < groups; g += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t i = g * VEC;
-    const Coord k = decode(i, C, H, W, channels_last);
+  const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t g = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += step) {
+    const index_t i = g * VEC;
+    const Coord<index_t> k = decode<index_t>(i, C, H, W, channels_last);
     const Pack<TIn, VEC> b = *reinterpret_cast<const Pack<TIn, VEC>*>(base + i);
     A acc[VEC];
 #pragma unroll
     for (int e = 0; e < VEC; ++e) acc[e] = static_cast<A>(to_acc(b.v[e]));
-    for (int j = 0; j < lows.count; ++j) {
+#pragma unroll
+    for (int j = 0; j < kMaxLowsPerLaunch; ++j) {
+      if (j >= lows.count) break;
       const int l = lows.log2s[j];
-      const int64_t hj = H >> l, wj = W >> l, yl = k.y >> l;
+      const index_t hj = H >> l, wj = W >> l, yl = k.y >> l;
       const A* z = static_cast<const A*>(lows.z[j]);
+      const A* bias = static_cast<const A*>(lows.bias[j]);
+      A zv[VEC];
       if (channels_last) {  // the VEC elements are VEC channels of one pixel: contiguous in z as well
         const A* zp = z + ((k.n * hj + yl) * wj + (k.x >> l)) * C + k.c;
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) acc[e] += zp[e];
+        for (int e = 0; e < VEC; ++e) zv[e] = zp[e];
+        if (bias != nullptr) {
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) zv[e] += bias[k.c + e];
+        }
       } else {  // the VEC elements are VEC pixels of one row: x >> l differs between them
         const A* zr = z + ((k.n * C + k.c) * hj + yl) * wj;
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) acc[e] += zr[(k.x + e) >> l];
+        for (int e = 0; e < VEC; ++e) zv[e] = zr[(k.x + e) >> l];
+        if (bias != nullptr) {
+          const A bc = bias[k.c];
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) zv[e] += bc;
+        }
       }
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) acc[e] += zv[e];
     }
     Pack<TOut, VEC> o;
 #pragma unroll
@@ -145,7 +169,7 @@ __global__ void exchange_block_sum_kernel(const T* __restrict__ gb, T* __restric
   using A = typename Acc<T>::type;
   const int64_t h = H >> l, w = W >> l, s = int64_t{1} << l;
   for (int64_t q = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; q < total; q += int64_t{gridDim.x} * blockDim.x) {
-    const Coord k = decode(q, C, h, w, channels_last);
+    const Coord<int64_t> k = decode<int64_t>(q, C, h, w, channels_last);
     A acc = A(0);
     for (int64_t dy = 0; dy < s; ++dy) {
       const int64_t y = k.y * s + dy;
@@ -166,20 +190,37 @@ int blocks_for(int64_t items) {
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+template <typename TIn, typename TOut, int VEC, typename index_t>
+void launch_forward(const void* base, void* out, const ExchangeLows& lows, int64_t c, int64_t h, int64_t w,
+                    bool channels_last, bool relu, int64_t groups, cudaStream_t stream) {
+  exchange_forward_kernel<TIn, TOut, VEC, index_t><<<blocks_for(groups), kThreads, 0, stream>>>(
+      static_cast<const TIn*>(base), static_cast<TOut*>(out), lows, static_cast<index_t>(c), static_cast<index_t>(h),
+      static_cast<index_t>(w), channels_last, relu, static_cast<index_t>(groups));
+}
+
+template <typename TIn, typename TOut, int VEC>
+void launch_forward_indexed(const void* base, void* out, const ExchangeLows& lows, int64_t numel, int64_t c, int64_t h,
+                            int64_t w, bool channels_last, bool relu, int64_t groups, cudaStream_t stream) {
+  // 32-bit unsigned indices below 2^31 elements: every offset (base, out and the smaller z) fits, and so
+  // does g + the grid stride (< 2^31 + 2^28) in the grid-stride loop.
+  if (numel < (int64_t{1} << 31)) {
+    launch_forward<TIn, TOut, VEC, uint32_t>(base, out, lows, c, h, w, channels_last, relu, groups, stream);
+  } else {
+    launch_forward<TIn, TOut, VEC, int64_t>(base, out, lows, c, h, w, channels_last, relu, groups, stream);
+  }
+}
+
 template <typename TIn, typename TOut>
 cudaError_t forward_typed(const void* base, void* out, const ExchangeLows& lows, int64_t n, int64_t c, int64_t h,
                           int64_t w, bool channels_last, bool relu, cudaStream_t stream) {
   constexpr int V = 16 / (sizeof(TIn) > sizeof(TOut) ? sizeof(TIn) : sizeof(TOut));
   const int64_t numel = n * c * h * w;
   const int64_t inner = channels_last ? c : w;
-  // z is read element by element, so only base and out need the 16-byte alignment of a vector access
+  // z and bias are read element by element, so only base and out need the 16-byte alignment of a vector access
   if (inner % V == 0 && aligned16(base) && aligned16(out)) {
-    const int64_t groups = numel / V;
-    exchange_forward_kernel<TIn, TOut, V><<<blocks_for(groups), kThreads, 0, stream>>>(
-        static_cast<const TIn*>(base), static_cast<TOut*>(out), lows, c, h, w, channels_last, relu, groups);
+    launch_forward_indexed<TIn, TOut, V>(base, out, lows, numel, c, h, w, channels_last, relu, numel / V, stream);
   } else {
-    exchange_forward_kernel<TIn, TOut, 1><<<blocks_for(numel), kThreads, 0, stream>>>(
-        static_cast<const TIn*>(base), static_cast<TOut*>(out), lows, c, h, w, channels_last, relu, numel);
+    launch_forward_indexed<TIn, TOut, 1>(base, out, lows, numel, c, h, w, channels_last, relu, numel, stream);
   }
   return cudaGetLastError();
 }

@@ -20,14 +20,17 @@ constexpr int kMaxLowsPerLaunch = 4;
 // The low-resolution contributions z[k], (N, C, H >> log2s[k], W >> log2s[k]) in the layout of base, are
 // in the accumulation type: float32 for float16/bfloat16/float32 tensors, float64 for float64. Rounding
 // them to 16 bits before the sum (as a GEMM in the input dtype would) moves outputs near zero across it,
-// and the backward's ReLU mask with them.
+// and the backward's ReLU mask with them. bias[k] is (C,) in the accumulation type, or null; the kernel
+// adds z + bias (rounded once, as a GEMM's bias epilogue) before the sum, so a GEMM without a bias
+// writes z and no per-call bias pass is needed.
 struct ExchangeLows {
   const void* z[kMaxLowsPerLaunch];
+  const void* bias[kMaxLowsPerLaunch];
   int log2s[kMaxLowsPerLaunch];
   int count;
 };
 
-// out = [relu](base + sum_k z[k][nearest]); base may equal out (in-place accumulation). dtype is the
+// out = [relu](base + sum_k (z[k] + bias[k])[nearest]); base may equal out (in-place accumulation). dtype is the
 // tensor type T; base_is_acc / out_is_acc say that base / out hold T's accumulation type instead (float32
 // for the 16-bit types, else T): more lows than one launch takes chain through an accumulation-type
 // buffer, so partial sums are not rounded to 16 bits between launches.

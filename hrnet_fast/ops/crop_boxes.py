@@ -46,12 +46,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
 from .. import _backends
 from . import _crop_checks as _checks
+from ._device_cache import DeviceCache
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -222,24 +223,22 @@ def crop_affine(center, scale, out_size, rotation=None, udp: bool = False, inver
 # --------------------------------------------------------------------------------------------------
 # Images: one flat uint8 buffer plus (offset, height, width) per image
 # --------------------------------------------------------------------------------------------------
-_META_CACHE: Dict[Tuple[Tuple[Tuple[int, int], ...], str], torch.Tensor] = {}
-_META_CACHE_LIMIT = 64
+# (see ops/_device_cache.py: built without a host sync in stream order, never inside a CUDA graph capture,
+# least recently used evicted one at a time and never while a kernel on another stream may read it)
+_META_CACHE = DeviceCache("crop_boxes: image table", limit=64)
 
 
 def _image_meta(shapes: Tuple[Tuple[int, int], ...], device: torch.device) -> torch.Tensor:
     """(N, 3) int64 (element offset, height, width), built from host shapes, cached per device."""
-    key = (shapes, str(device))
-    meta = _META_CACHE.get(key)
-    if meta is None:
+
+    def build() -> torch.Tensor:
         rows, off = [], 0
         for h, w in shapes:
             rows.append((off, h, w))
             off += h * w * 3
-        meta = torch.tensor(rows, dtype=torch.int64).reshape(len(rows), 3).to(device, non_blocking=True)
-        if len(_META_CACHE) >= _META_CACHE_LIMIT:
-            _META_CACHE.clear()
-        _META_CACHE[key] = meta
-    return meta
+        return torch.tensor(rows, dtype=torch.int64).reshape(len(rows), 3)
+
+    return _META_CACHE.get(shapes, device, build)
 
 
 def _as_tensor_image(name: str, t, what: str) -> torch.Tensor:

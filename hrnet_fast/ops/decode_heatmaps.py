@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backends
+from ._device_cache import DeviceCache
 
 __all__ = [
     "COCO_FLIP_PAIRS",
@@ -101,30 +102,28 @@ def gaussian_kernel1d(ksize: int) -> List[float]:
     return [v / s for v in w]
 
 
-_weights_cache: Dict[Tuple[int, str], torch.Tensor] = {}
-_perm_cache: Dict[Tuple[Tuple[Tuple[int, int], ...], int, str], torch.Tensor] = {}
+# Device constants, built once per device (see ops/_device_cache.py: stream order, never inside a CUDA graph
+# capture, entries kept alive while kernels may read them); PoseEstimator builds its own at construction.
+_weights_cache = DeviceCache("decode_heatmaps: blur weights")
+_perm_cache = DeviceCache("decode_heatmaps: flip permutation")
 
 
 def _blur_weights(ksize: int, device: torch.device) -> torch.Tensor:
-    key = (ksize, str(device))
-    w = _weights_cache.get(key)
-    if w is None:
-        w = torch.tensor(gaussian_kernel1d(ksize), dtype=torch.float32).to(device, non_blocking=True)
-        _weights_cache[key] = w
-    return w
+    """(ksize,) float32 Gaussian weights (:func:`gaussian_kernel1d`) on ``device``."""
+    return _weights_cache.get(ksize, device, lambda: torch.tensor(gaussian_kernel1d(ksize), dtype=torch.float32))
 
 
 def _flip_perm(pairs: Tuple[Tuple[int, int], ...], num_joints: int, device: torch.device) -> torch.Tensor:
-    """``perm[k]`` = the channel of the flipped heatmaps that lands in channel k after ``flip_back``."""
-    key = (pairs, num_joints, str(device))
-    p = _perm_cache.get(key)
-    if p is None:
+    """``perm[k]`` = the channel of the flipped heatmaps that lands in channel k after ``flip_back``:
+    (num_joints,) int64 on ``device``."""
+
+    def build() -> torch.Tensor:
         src = list(range(num_joints))
         for a, b in pairs:  # the official swaps, applied in order
             src[a], src[b] = src[b], src[a]
-        p = torch.tensor(src, dtype=torch.int64).to(device, non_blocking=True)
-        _perm_cache[key] = p
-    return p
+        return torch.tensor(src, dtype=torch.int64)
+
+    return _perm_cache.get((pairs, num_joints), device, build)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -391,12 +390,19 @@ def _decode_triton_fake(heatmaps, flipped, flip_perm, center, scale, method, shi
 def _cuda_reasons(device: torch.device, dtype: torch.dtype, method: int, h: int, w: int) -> List[str]:
     if method < METHODS["dark"]:
         return []
-    # the DARK/UDP kernel keeps the row-blurred heatmap in shared memory: H*W floats in one block
+    # The DARK/UDP kernel keeps the row-blurred heatmap in shared memory (H*W floats in one block) beside
+    # its own static shared memory; both count against the per-block opt-in limit. The static figure
+    # comes from the extension (decode::kDarkUdpStaticSharedBytes, which the launcher checks against the
+    # compiled kernel), so this table and the launcher agree on the boundary.
+    static = getattr(_backends.extension(), "dark_udp_static_shared_bytes", None)
+    if static is None:
+        return ["the compiled extension does not report the dark/udp kernel's shared memory (an old build: rebuild it)"]
+    static = int(static())
     props = torch.cuda.get_device_properties(device)
     limit = int(getattr(props, "shared_memory_per_block_optin", 48 * 1024))
-    if h * w * 4 > limit:
-        return [f"cuda dark/udp keeps an H*W float heatmap in shared memory: {h}x{w} needs {h * w * 4} bytes, "
-                f"this GPU allows {limit} per block"]
+    if h * w * 4 + static > limit:
+        return [f"cuda dark/udp keeps an H*W float heatmap in shared memory: {h}x{w} needs {h * w * 4} bytes plus "
+                f"the kernel's {static} static bytes, this GPU allows {limit} per block"]
     return []
 
 

@@ -61,6 +61,17 @@ SUPPORT = _backends.OpSupport(
 
 Weights = Optional[Sequence[Optional[torch.Tensor]]]
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _param_dtype_ok(param: torch.dtype, base: torch.dtype) -> bool:
+    """Weights and biases take base's dtype, or float32 beside float16/bfloat16 inputs: prepared once (the
+    inference plan keeps float32 biases for the 16-bit cuda backend), they spare it a conversion per call.
+    A float32 weight is used rounded to base's dtype by every backend (the GEMMs multiply 16-bit tiles); a
+    float32 bias is rounded by the torch and triton backends and added as it is by the cuda backend, into
+    its float32 accumulator."""
+    return param == base or (param == torch.float32 and base in _HALF)
+
 
 # ----------------------------------------------------------------------------------------------------
 # Argument checks (shared by every backend, run before dispatch; the C++ op checks again)
@@ -97,13 +108,14 @@ def _check_args(
 
     ws, bs = seq("weights", weights), seq("biases", biases)
 
-    def same_place(name: str, t: object) -> torch.Tensor:
+    def same_place(name: str, t: object, param: bool = False) -> torch.Tensor:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{_OP}: {name} must be a torch.Tensor, got {type(t).__name__}")
         if t.device != base.device:
             raise RuntimeError(f"{_OP}: {name} is on {t.device} but base is on {base.device}: all inputs must be on one device")
-        if t.dtype != base.dtype:
-            raise TypeError(f"{_OP}: {name} has dtype {t.dtype} but base has dtype {base.dtype}: all inputs must share a dtype")
+        if t.dtype != base.dtype and not (param and _param_dtype_ok(t.dtype, base.dtype)):
+            raise TypeError(f"{_OP}: {name} has dtype {t.dtype} but base has dtype {base.dtype}: all inputs must share a "
+                            f"dtype (weights and biases may also be float32 beside float16/bfloat16)")
         return t
 
     out_w: List[Optional[torch.Tensor]] = []
@@ -130,14 +142,14 @@ def _check_args(
                                  f"(give a ({C}, {cj}) weight to project it)")
             out_w.append(None)
         else:
-            same_place(f"weights[{j}]", wt)
+            same_place(f"weights[{j}]", wt, param=True)
             ok = tuple(wt.shape) in ((C, cj), (C, cj, 1, 1))
             if not ok:
                 raise ValueError(f"{_OP}: weights[{j}] must have shape ({C}, {cj}) or ({C}, {cj}, 1, 1), got {tuple(wt.shape)}")
             out_w.append(wt.reshape(C, cj) if wt.dim() == 4 else wt)
         bt = bs[j]
         if bt is not None:
-            same_place(f"biases[{j}]", bt)
+            same_place(f"biases[{j}]", bt, param=True)
             if tuple(bt.shape) != (C,):
                 raise ValueError(f"{_OP}: biases[{j}] must have shape ({C},), got {tuple(bt.shape)}")
     return list(lows), out_w, bs
@@ -165,10 +177,10 @@ def _reference(base: torch.Tensor, lows: List[torch.Tensor], ws: List[Optional[t
     for low, w, b in zip(lows, ws, bs):
         if w is not None and low.shape[1] == 0:  # no input channels: the 1x1 conv contributes zeros
             z = low.new_zeros((low.shape[0], w.shape[0], low.shape[2], low.shape[3]))
-        else:
-            z = low if w is None else F.conv2d(low, w.reshape(w.shape[0], w.shape[1], 1, 1))
+        else:  # a float32 weight beside 16-bit inputs is rounded to their dtype (see _param_dtype_ok)
+            z = low if w is None else F.conv2d(low, w.reshape(w.shape[0], w.shape[1], 1, 1).to(low.dtype))
         if b is not None:
-            z = z + b.reshape(1, -1, 1, 1)
+            z = z + b.reshape(1, -1, 1, 1).to(z.dtype)
         y = y + F.interpolate(z, size=(base.shape[2], base.shape[3]), mode="nearest")
     return torch.relu(y) if relu else y
 
@@ -226,21 +238,24 @@ def _setup_context(ctx, inputs, output):
     ctx.n_low = len(lows)
     ctx.has_w = [not _absent(w) for w in weights]
     ctx.has_b = [not _absent(b) for b in biases]
+    ctx.b_dtypes = [b.dtype for b in biases]
     ctx.save_for_backward(output, *lows, *[w for w in weights if not _absent(w)])
 
 
 def _conv1x1_grads(g: torch.Tensor, low: torch.Tensor, w: torch.Tensor):
     """Gradients of the 1x1 conv at low resolution: W^T G (N, C_j, h, w) and sum_n G_n low_n^T (C, C_j),
-    as GEMMs on views of the tensors' own layout (no transposing copies)."""
+    as GEMMs on views of the tensors' own layout (no transposing copies). A float32 ``w`` beside 16-bit
+    ``g`` is used in g's dtype, as the forward uses it; its gradient comes back as float32."""
+    w_dtype, w = w.dtype, w.to(g.dtype)
     n, c, h, wd = g.shape
     cj = low.shape[1]
     if _memory_format(g) == torch.channels_last and _memory_format(low) == torch.channels_last:
         g_rows = g.permute(0, 2, 3, 1).reshape(n * h * wd, c)  # views of NHWC memory
         low_rows = low.permute(0, 2, 3, 1).reshape(n * h * wd, cj)
-        return (g_rows @ w).view(n, h, wd, cj).permute(0, 3, 1, 2), g_rows.t() @ low_rows
+        return (g_rows @ w).view(n, h, wd, cj).permute(0, 3, 1, 2), (g_rows.t() @ low_rows).to(w_dtype)
     g3 = g.reshape(n, c, h * wd)
     low3 = low.reshape(n, cj, h * wd)
-    return torch.matmul(w.t(), g3).view(n, cj, h, wd), torch.bmm(g3, low3.transpose(1, 2)).sum(0)
+    return torch.matmul(w.t(), g3).view(n, cj, h, wd), torch.bmm(g3, low3.transpose(1, 2)).sum(0).to(w_dtype)
 
 
 def _make_backward(backward_op):
@@ -249,7 +264,7 @@ def _make_backward(backward_op):
         lows, ws = rest[: ctx.n_low], iter(rest[ctx.n_low:])
         grad_base, pooled = backward_op(grad, out, lows, ctx.relu)
         g_lows, g_ws, g_bs = [], [], []
-        for low, g, has_w, has_b in zip(lows, pooled, ctx.has_w, ctx.has_b):
+        for low, g, has_w, has_b, b_dtype in zip(lows, pooled, ctx.has_w, ctx.has_b, ctx.b_dtypes):
             if has_w:
                 g_low, g_w = _conv1x1_grads(g, low, next(ws))
                 g_lows.append(g_low)
@@ -257,7 +272,7 @@ def _make_backward(backward_op):
             else:
                 g_lows.append(g)
                 g_ws.append(None)
-            g_bs.append(g.sum(dim=(0, 2, 3)) if has_b else None)
+            g_bs.append(g.sum(dim=(0, 2, 3), dtype=b_dtype) if has_b else None)
         return grad_base, g_lows, g_ws, g_bs, None
 
     return _backward
@@ -308,9 +323,17 @@ def _triton_forward(
     biases: List[torch.Tensor],
     relu: bool,
 ) -> torch.Tensor:
-    ws = [None if _absent(w) else w for w in weights]
-    bs = [None if _absent(b) else b for b in biases]
+    ws, bs = _triton_params(base, weights, biases)
     return _backends.triton_kernels("fused_exchange").forward(base, lows, ws, bs, relu)
+
+
+def _triton_params(base: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]):
+    """The op's placeholder lists as the Triton kernels take them: None for an absent entry, and every
+    weight and bias in base's dtype (tl.dot multiplies two tiles of one dtype): a float32 one beside 16-bit
+    inputs is rounded here, as the torch reference rounds it (see _param_dtype_ok)."""
+    ws = [None if _absent(w) else w.to(base.dtype) for w in weights]
+    bs = [None if _absent(b) else b.to(base.dtype) for b in biases]
+    return ws, bs
 
 
 @torch.library.custom_op("hrnet_fast::fused_exchange_triton_backward", mutates_args=())
@@ -351,8 +374,10 @@ def fused_exchange(
         backend: ``"auto"`` (the first available for the device: cpp on CPU, cuda then triton on
             CUDA, else torch), ``"torch"``, ``"cpp"``, ``"cuda"`` or ``"triton"``.
 
-    All tensors share base's device and dtype. Returns (N, C, H, W) in base's dtype, channels_last when
-    base is channels_last. Differentiable with respect to base, lows, weights and biases.
+    All tensors share base's device and dtype, except that weights and biases may be float32 beside
+    float16/bfloat16 inputs (kept so once, they spare the cuda backend a conversion per call; see
+    ``_param_dtype_ok`` for how each backend uses them). Returns (N, C, H, W) in base's dtype, channels_last
+    when base is channels_last. Differentiable with respect to base, lows, weights and biases.
     """
     lows, ws, bs = _check_args(base, lows, weights, biases)
     return run_backend(resolve_backend(base, backend), base, lows, ws, bs, bool(relu))
