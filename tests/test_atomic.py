@@ -96,9 +96,9 @@ def test_predict_out_under_a_file_size_limit_keeps_the_previous_file(tmp_path):
     res = subprocess.run([sys.executable, "-m", "hrnet_fast", "predict", "--config", TINY_YAML, "--weights", weights,
                           str(images), "--out", str(out), "--device", "cpu", "--no-progress"], cwd=str(tmp_path), env=env,
                          capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size(1500))
+    assert out.read_text() == previous and listing(out.parent) == ["kp.json"], res.stderr[-3000:]
     assert res.returncode == 1, res.stderr[-3000:]
     assert "Traceback" not in res.stderr and f"hrnet-fast predict: cannot write --out {out}: File too large" in res.stderr
-    assert out.read_text() == previous and listing(out.parent) == ["kp.json"]
 
 
 def test_export_onnx_failing_half_way_keeps_the_previous_file(tmp_path, monkeypatch):

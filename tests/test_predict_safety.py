@@ -270,7 +270,7 @@ def test_progress_shows_the_build_and_advances_per_call(photos, weights, tmp_pat
 
     steps = []
     real = ProgressBar.update
-    monkeypatch.setattr(ProgressBar, "update", lambda self, images, persons, skipped=0: (steps.append(images), real(self, images, persons, skipped)))
+    monkeypatch.setattr(ProgressBar, "update", lambda self, images, *a, **k: (steps.append(images), real(self, images, *a, **k)))
     out = tmp_path / "kp.json"
     assert cli.main(["predict", "--config", TINY_YAML, "--weights", weights, str(photos), "--out", str(out),
                      "--device", "cpu"]) == 0

@@ -6,9 +6,9 @@
     hrnet-fast check [--device auto]
     hrnet-fast export --out model.onnx [--config w32_256x192] [--weights PATH] [--batch dynamic] [--dtype fp32]
                       [--opset 18] [--decode none] [--trt-plugins] [--optimize] [--check]
-    hrnet-fast predict --config C --weights W.pth IMAGES_OR_DIR [--ann A] [--boxes D] --out keypoints.json
-    hrnet-fast predict --config C --weights W.pth --video in.mp4 [--boxes per_frame.json] --draw-video out.mp4
-    hrnet-fast eval --ann A (--results keypoints.json | --config C --weights W.pth --images DIR [--boxes D])
+    hrnet-fast predict --config C [--weights W.pth] IMAGES_OR_DIR [--ann A] [--boxes D] --out keypoints.json
+    hrnet-fast predict --config C [--weights W.pth] --video in.mp4 [--boxes per_frame.json] --draw-video out.mp4
+    hrnet-fast eval --ann A (--results keypoints.json | --config C [--weights W.pth] --images DIR [--boxes D])
     hrnet-fast --version
 
 One module per command (``hrnet_fast/cli/bench.py``, ...), listed in :data:`commands_dict` (as pip's
@@ -20,8 +20,10 @@ options several commands share are in :mod:`hrnet_fast.cli._common`. The work it
 modules (:mod:`hrnet_fast.coco`, :mod:`hrnet_fast.draw`, :mod:`hrnet_fast.video`, ...), which never import
 this package.
 
-Arguments are checked before any work starts: a bad one prints the usage and a one-line error and exits
-with status 2 (argparse's convention).
+Arguments, and the files they name, are checked before any work starts: a bad one prints the usage and a
+one-line error and exits with status 2 (argparse's convention). Without --weights every model command runs on
+random weights after a loud warning. No output may be an input file, and every output is written atomically
+(:mod:`hrnet_fast._atomic`).
 """
 from __future__ import annotations
 
