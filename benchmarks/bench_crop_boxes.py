@@ -33,6 +33,7 @@ import hrnet_fast
 from hrnet_fast import _backends
 from hrnet_fast._timing import environment, load_warning, measure_rounds, spread_warnings
 from hrnet_fast.baselines.official_numpy import get_affine_transform
+from hrnet_fast._atomic import atomic_open  # a killed run never leaves truncated JSON
 
 CROP = importlib.import_module("hrnet_fast.ops.crop_boxes")  # the module (the package attribute is the function)
 
@@ -160,7 +161,7 @@ def main(argv=None):
                "rows": rows, "skipped": skipped, "warnings": ([warn] if warn else []) + spread_warnings(stats),
                "backends": _backends.backends()}
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
+        with atomic_open(args.out) as fh:
             json.dump(doc, fh, indent=1)
         print(f"wrote {args.out}")
 

@@ -43,6 +43,7 @@ import hrnet_fast  # noqa: E402
 from hrnet_fast._timing import environment, load_average, load_warning, spread_warnings  # noqa: E402
 from hrnet_fast.estimator import PoseEstimator  # noqa: E402
 from hrnet_fast.models.init import realistic_random_init  # noqa: E402
+from hrnet_fast._atomic import atomic_open  # noqa: E402  (a killed run never leaves truncated JSON)
 
 TINY_YAML = os.path.join(os.path.dirname(HERE), "tests", "data", "tiny_hrnet.yaml")
 STAGES = ("crop", "forward", "decode")
@@ -246,7 +247,7 @@ def main(argv=None) -> int:
     _print(doc)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
+        with atomic_open(args.out) as fh:
             json.dump(doc, fh, indent=2)
         print(f"wrote {args.out}")
     return 0

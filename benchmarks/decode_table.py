@@ -21,6 +21,7 @@ import torch
 
 from _decode_setup import DTYPES, SHAPES, make_inputs, providers
 from hrnet_fast._timing import environment, load_warning, measure, measure_rounds, spread_warnings
+from hrnet_fast._atomic import atomic_open  # a killed run never leaves truncated JSON
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -83,7 +84,7 @@ def main(argv=None):
 
     def save(complete):
         env["load_average"] = os.getloadavg()  # the machine is shared: other work skews the timings
-        with open(out, "w") as f:
+        with atomic_open(out) as f:
             json.dump({"benchmark": "decode_heatmaps", "env": env, "complete": complete, "rows": rows}, f, indent=2)
 
     print(f"# decode_heatmaps on {env['device_name']} (torch {env['torch']}, commit {env['commit']})")

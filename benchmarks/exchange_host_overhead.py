@@ -27,6 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import hrnet_fast
 from hrnet_fast import _timing
+from hrnet_fast._atomic import atomic_open  # a killed run never leaves truncated JSON
 
 
 class _CountOps(TorchDispatchMode):
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
         print(f"warning: {w}")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
+        with atomic_open(args.out) as fh:
             json.dump({"config": args.config, "device": _timing.device_name(torch.device("cpu")),
                        "torch": torch.__version__, "load_average": _timing.load_average(),
                        "ops": ops, "stats": stats}, fh, indent=1)

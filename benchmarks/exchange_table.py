@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from exchange_cases import (IMAGE, MODELS, available, copy_time, device_info, forward_bytes,  # noqa: E402
                             make_args, provider_fn, workloads)
 from hrnet_fast._timing import measure_rounds  # noqa: E402
+from hrnet_fast._atomic import atomic_open  # noqa: E402  (a killed run never leaves truncated JSON)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
@@ -96,7 +97,7 @@ def main(argv=None):
     rows, skipped = [], {}
 
     def save(complete):
-        with open(out, "w") as f:
+        with atomic_open(out) as f:
             json.dump({"date": date, "info": info, "args": args_json, "complete": complete, "skipped": skipped,
                        "rows": rows}, f, indent=1)
 
