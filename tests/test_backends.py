@@ -67,8 +67,9 @@ def test_resolver_skips_a_backend_whose_table_says_no():
         op="toy", backends={"torch": _backends.BackendSupport(reasons=picky)}, order={"cpu": ("torch",)}
     )
     dev = torch.device("cpu")
-    assert _backends.resolve(support, "auto", dev, torch.float32, (5,)) == "torch"
-    assert _backends.resolve(support, "auto", dev, torch.float32, (5,)) == "torch"
+    entry = _backends.resolve(support, "auto", dev, torch.float32, (5,))
+    assert entry is support.backends["torch"] and entry.name == "torch"  # the entry, named after its key
+    assert _backends.resolve(support, "auto", dev, torch.float32, (5,)) is entry
     assert calls == [5]  # cached: the table is asked once per key
     with pytest.raises(RuntimeError, match=r"toy: no backend can run these inputs: torch: too big"):
         _backends.resolve(support, "auto", dev, torch.float32, (11,))

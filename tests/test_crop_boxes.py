@@ -15,7 +15,6 @@ What is tested:
 * opcheck of both custom ops, the error messages, and (marked ``gpu``) the CUDA and Triton kernels on a GPU
   without host synchronisation.
 """
-import importlib
 import math
 
 import numpy as np
@@ -26,10 +25,10 @@ import hrnet_fast
 from _support import needs_ext
 from hrnet_fast.baselines import official_pipeline
 
-C = importlib.import_module("hrnet_fast.ops.crop_boxes")  # the module (the package attribute is the function)
+C = hrnet_fast.ops.OPS["crop_boxes"].module  # the op's module (hrnet_fast.ops.crop_boxes is the op)
 MEAN = np.array(C.IMAGENET_MEAN)
 STD = np.array(C.IMAGENET_STD)
-HAS_CPP = C._CPP_OP is not None
+HAS_CPP = C.SUPPORT.not_supported_reasons("cpp", torch.device("cpu"), torch.float32) == []
 
 CPU_BACKENDS = ["torch", pytest.param("cpp", marks=needs_ext), "triton"]
 
@@ -306,7 +305,7 @@ def test_nan_box_and_bad_index_through_the_op(backend):
     inv[1, 0, 2] = math.nan
     args = (flat, meta, torch.tensor([0, 0]), inv, 8, 6, list(C.IMAGENET_MEAN), list(C.IMAGENET_STD), True,
             torch.float32, False)
-    run = {"torch": C.crop_boxes_reference, "cpp": C._CPP_OP, "triton": C._crop_triton_op}[backend]
+    run = C.SUPPORT.backends[backend].run  # the packed-argument call each backend runs
     out = run(*args)
     assert torch.isfinite(out[0]).all() and torch.isnan(out[1]).all()
     bad = (flat, meta, torch.tensor([0, 3]), *args[3:])
@@ -575,7 +574,7 @@ def test_opcheck_triton_interpreter():
 
 
 def test_auto_backend_on_cpu():
-    assert C.resolve_backend("cpu") == ("cpp" if HAS_CPP else "torch")
+    assert C.resolve_backend("cpu").name == ("cpp" if HAS_CPP else "torch")
     with pytest.raises(RuntimeError, match="crop_boxes: backend 'cuda' cannot run these inputs"):
         hrnet_fast.ops.crop_boxes(random_images(13, shapes=((8, 8),)), [0], [[4.0, 4.0]], [[0.05, 0.05]], (8, 8),
                                   backend="cuda")

@@ -12,7 +12,6 @@ when present):
 * outputs are poisoned with NaN before each kernel runs (HRNET_FAST_POISON_OUTPUTS=1), so an unwritten
   element shows as a mismatch.
 """
-import importlib
 import math
 import types
 
@@ -23,7 +22,7 @@ import torch
 import hrnet_fast
 from _support import DATA, needs_ext
 
-D = importlib.import_module("hrnet_fast.ops.decode_heatmaps")
+D = hrnet_fast.ops.OPS["decode_heatmaps"].module  # the op's module (hrnet_fast.ops.decode_heatmaps is the op)
 GOLDEN = np.load(f"{DATA}/decode_golden.npz")
 METHODS = ["argmax", "quarter", "dark", "udp"]
 
@@ -534,8 +533,8 @@ def test_triton_unsupported_reason():
 
 def test_auto_backend_on_cpu():
     hm, _ = random_heatmaps(2, 3, 8, 6, seed=20)
-    expected = "cpp" if D._CPP_OP is not None else "torch"
-    assert D.resolve_backend(hm, "quarter") == expected
+    expected = "cpp" if hrnet_fast.backends()["cpp"]["available"] else "torch"
+    assert D.resolve_backend(hm, "quarter").name == expected
     _compare(hrnet_fast.decode_heatmaps(hm), hrnet_fast.decode_heatmaps(hm, backend="torch"), "quarter", True)
 
 
@@ -670,7 +669,7 @@ def test_gpu_cuda_dark_udp_at_the_shared_memory_boundary(method, h, w):
     hm, _ = random_heatmaps(3, 17, h, w, seed=27, dtype=torch.float16, device="cuda")
     fl, _ = random_heatmaps(3, 17, h, w, seed=28, dtype=torch.float16, device="cuda")
     center, scale = random_box(3, 29, device="cuda")
-    assert D.resolve_backend(hm, method) == "cuda"
+    assert D.resolve_backend(hm, method).name == "cuda"
     for kw in ({}, dict(flipped=fl, flip_pairs=hrnet_fast.COCO_FLIP_PAIRS)):
         ours = hrnet_fast.decode_heatmaps(hm, center, scale, method=method, backend="cuda", **kw)
         torch.cuda.synchronize()  # a failed launch shows here, not in a later test

@@ -7,7 +7,6 @@ element a kernel fails to write fails the comparison.
 """
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Optional, Sequence, Tuple
 
@@ -15,11 +14,13 @@ import pytest
 import torch
 
 from hrnet_fast import _backends
-from hrnet_fast.ops import fused_exchange, fused_exchange_reference
+from hrnet_fast.ops import OPS, fused_exchange, fused_exchange_reference
 from hrnet_fast.ops.fused_exchange import resolve_backend
 
 from _golden import assert_close_rel
 from _support import HAS_EXT, needs_ext, needs_interp
+
+fe = OPS["fused_exchange"].module  # the op's module (hrnet_fast.ops.fused_exchange is the op)
 
 # (dtype, relative tolerance on the max error / max magnitude)
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
@@ -413,8 +414,8 @@ def test_compile_op_fullgraph():
 
 def test_auto_backend_selection():
     x32 = torch.randn(1, 4, 4, 4)
-    assert resolve_backend(x32, "auto") == ("cpp" if HAS_EXT else "torch")
-    assert resolve_backend(x32.half(), "auto") == "torch"  # no CPU fp16 kernel: the reference
+    assert resolve_backend(x32, "auto").name == ("cpp" if HAS_EXT else "torch")
+    assert resolve_backend(x32.half(), "auto").name == "torch"  # no CPU fp16 kernel: the reference
     if HAS_EXT:
         with pytest.raises(RuntimeError, match="cpp.*float16"):
             fused_exchange(x32.half(), [], backend="cpp")
@@ -434,7 +435,6 @@ def _fresh_resolver():
 
 def test_triton_bfloat16_needs_sm80(monkeypatch):
     # tl.dot has no bfloat16 tensor-core path before sm_80: the table says so for a fake T4 (sm_75)
-    fe = importlib.import_module("hrnet_fast.ops.fused_exchange")
     reasons = fe.SUPPORT.backends["triton"].reasons
     asked = []
 
@@ -459,20 +459,19 @@ def test_triton_bfloat16_needs_sm80(monkeypatch):
 def test_auto_takes_cuda_then_triton_and_no_triton_bfloat16_on_a_t4(monkeypatch, _fresh_resolver):
     # A fake CUDA machine (every backend available, sm_75): auto takes cuda first (until a GPU
     # measurement says otherwise); with cuda gone it takes triton for float16 but not for bfloat16.
-    fe = importlib.import_module("hrnet_fast.ops.fused_exchange")
     status = {name: {"available": True, "reason": "fake"} for name in _backends.BACKENDS}
     monkeypatch.setattr(_backends, "backends", lambda: status)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     gpu = torch.device("cuda", 0)
     assert fe.SUPPORT.order["cuda"] == ("cuda", "triton", "torch")
-    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.bfloat16) == "cuda"
-    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.float16) == "cuda"
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.bfloat16).name == "cuda"
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.float16).name == "cuda"
     with pytest.raises(RuntimeError, match=r"backend 'triton' cannot run these inputs: .*bfloat16 before sm_80"):
         _backends.resolve(fe.SUPPORT, "triton", gpu, torch.bfloat16)
     status["cuda"] = {"available": False, "reason": "fake: no CUDA kernels"}
     _backends.clear_cache()
-    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.float16) == "triton"
-    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.bfloat16) == "torch"
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.float16).name == "triton"
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.bfloat16).name == "torch"
 
 
 # ----------------------------------------------------------------------------------------------------
