@@ -2,7 +2,6 @@
 Triton launchers' shared helpers."""
 import ast
 import contextlib
-import importlib
 import os
 import subprocess
 import sys
@@ -88,7 +87,7 @@ KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def _kernel_utils():
     pytest.importorskip("triton")
     _backends.triton_kernels("fused_exchange")  # mounts the kernels package
-    return importlib.import_module("hrnet_fast.kernels._utils")
+    return _backends.triton_kernels("_utils")  # the kernels package as the ops mount it
 
 
 def test_launch_device_switches_only_to_another_gpu(monkeypatch):
