@@ -360,7 +360,9 @@ def _fake_output(images, image_index, out_h, out_w, dtype, channels_last):
     return torch.empty((image_index.shape[0], 3, out_h, out_w), dtype=dtype, device=images.device, memory_format=fmt)
 
 
+_CPP_OP = None  # the C++ op (CPU and CUDA kernels), bound once: a torch.ops lookup costs ~0.3 us a call
 if _backends.extension() is not None and hasattr(torch.ops.hrnet_fast, "crop_boxes"):
+    _CPP_OP = torch.ops.hrnet_fast.crop_boxes.default
 
     @torch.library.register_fake("hrnet_fast::crop_boxes")
     def _crop_fake(images, image_meta, image_index, inv_affine, out_h, out_w, mean, std, swap_rb, dtype, channels_last):
@@ -398,8 +400,8 @@ def _crop_triton_fake(images, image_meta, image_index, inv_affine, out_h, out_w,
 # --------------------------------------------------------------------------------------------------
 # What runs each backend: ``run(flat, meta, image_index, inv_affine, out_h, out_w, mean, std, swap_rb, dtype,
 # channels_last)`` on packed, checked inputs: the signature of the reference and of both compiled ops.
-def _run_compiled(*args):  # cpp and cuda: one op, registered for CPU and CUDA
-    return torch.ops.hrnet_fast.crop_boxes.default(*args)
+def _run_compiled(flat, meta, index, inv, out_h, out_w, mean, std, swap_rb, dtype, channels_last):  # cpp and cuda
+    return _CPP_OP(flat, meta, index, inv, out_h, out_w, mean, std, swap_rb, dtype, channels_last)
 
 
 SUPPORT = _backends.OpSupport(
