@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import json
 import os
 
@@ -35,7 +34,7 @@ from hrnet_fast._timing import environment, load_warning, measure_rounds, spread
 from hrnet_fast.baselines.official_numpy import get_affine_transform
 from hrnet_fast._atomic import atomic_open  # a killed run never leaves truncated JSON
 
-CROP = importlib.import_module("hrnet_fast.ops.crop_boxes")  # the module (the package attribute is the function)
+CROP = hrnet_fast.ops.OPS["crop_boxes"].module  # the op's module (hrnet_fast.ops.crop_boxes is the op)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -13,14 +13,27 @@ Groups (``--only``, comma-separated; default all):
              at 64x48 and at 128x96 (dynamic shared memory above the 48 KiB default)
   crop       crop_boxes: several images of different sizes, boxes inside, across the border and outside,
              rotation, both colours, NCHW and channels_last, every output dtype
+  <op>       every other op of hrnet_fast.ops.OPS (none today): its registry samples, one group per op, so an op
+             added to the registry is sanitized without a change here
+
+The dtypes of a group are those its op's support table gives the backend (float32, float16, bfloat16 on
+CUDA; float32 on the CPU).
 """
 import argparse
 import sys
 
 import torch
 
-GROUPS = ("exchange", "decode", "dark_udp", "crop")
+#: the hand-written groups and the op each covers; every other OPS entry gets a group of its own
+GROUP_OPS = {"exchange": "fused_exchange", "decode": "decode_heatmaps", "dark_udp": "decode_heatmaps", "crop": "crop_boxes"}
 MAX_LOWS_PER_CUDA_LAUNCH = 4  # csrc/cuda/fused_exchange_kernel.h kMaxLowsPerLaunch
+
+
+def groups():
+    """Every group, in run order: the hand-written ones, then one per OPS entry that none of them covers."""
+    from hrnet_fast.ops import OPS
+
+    return tuple(GROUP_OPS) + tuple(op for op in OPS if op not in GROUP_OPS.values())
 
 
 def _exchange(dev, dtype, backend):
@@ -80,40 +93,59 @@ def _crop(dev, dtype, backend):
     return ran + 1
 
 
+def _registry_samples(op, dev, dtype, backend):
+    """Every registry sample of ``op`` (hrnet_fast.ops.OPS), forward only."""
+    from hrnet_fast.ops import OPS
+    spec = OPS[op]
+    samples = spec.samples(dev, dtype)
+    for sample in samples:
+        spec.public(*sample.args, backend=backend, **sample.kwargs)
+    return len(samples)
+
+
+def _run_group(group, dev, dtype, backend):
+    if group == "exchange":
+        return _exchange(dev, dtype, backend)
+    if group == "decode":
+        from hrnet_fast.ops import decode_heatmaps
+        decode_heatmaps(torch.zeros(0, 17, 64, 48, device=dev, dtype=dtype), torch.zeros(0, 2, device=dev),
+                        torch.ones(0, 2, device=dev), backend=backend)  # an empty batch
+        return _decode(dev, dtype, backend, ("argmax", "quarter"), ((64, 48),)) + 1
+    if group == "dark_udp":
+        return _decode(dev, dtype, backend, ("dark", "udp"), ((64, 48), (128, 96)))
+    if group == "crop":
+        return _crop(dev, dtype, backend)
+    return _registry_samples(group, dev, dtype, backend)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                    help="cuda (default; the CUDA backend) or cpu (the cpp backend: runs the script without a GPU)")
-    p.add_argument("--only", default=",".join(GROUPS),
-                   help=f"comma-separated groups to run, of {', '.join(GROUPS)} (default: all)")
+    all_groups = groups()
+    p.add_argument("--only", default=",".join(all_groups),
+                   help=f"comma-separated groups to run, of {', '.join(all_groups)} (default: all)")
     args = p.parse_args(argv)
-    groups = [g.strip() for g in args.only.split(",") if g.strip()]
-    unknown = [g for g in groups if g not in GROUPS]
-    if unknown or not groups:
-        p.error(f"--only: unknown group(s) {unknown or args.only!r}; expected some of {', '.join(GROUPS)}")
+    selected = [g.strip() for g in args.only.split(",") if g.strip()]
+    unknown = [g for g in selected if g not in all_groups]
+    if unknown or not selected:
+        p.error(f"--only: unknown group(s) {unknown or args.only!r}; expected some of {', '.join(all_groups)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         print("sanitize_cuda: no GPU")
         return 0
 
+    from hrnet_fast.ops import OPS
+
     dev = torch.device(args.device)
     backend = "cuda" if dev.type == "cuda" else "cpp"
-    # the CPU exchange kernels compute in fp32/fp64 only
-    dtypes = (torch.float32, torch.float16, torch.bfloat16) if dev.type == "cuda" else (torch.float32,)
+    wanted = (torch.float32, torch.float16, torch.bfloat16) if dev.type == "cuda" else (torch.float32,)
     torch.manual_seed(0)
-    ran = {g: 0 for g in groups}
-    for dtype in dtypes:
-        if "exchange" in groups:
-            ran["exchange"] += _exchange(dev, dtype, backend)
-        if "decode" in groups:
-            ran["decode"] += _decode(dev, dtype, backend, ("argmax", "quarter"), ((64, 48),))
-            from hrnet_fast.ops import decode_heatmaps
-            decode_heatmaps(torch.zeros(0, 17, 64, 48, device=dev, dtype=dtype), torch.zeros(0, 2, device=dev),
-                            torch.ones(0, 2, device=dev), backend=backend)
-            ran["decode"] += 1
-        if "dark_udp" in groups:
-            ran["dark_udp"] += _decode(dev, dtype, backend, ("dark", "udp"), ((64, 48), (128, 96)))
-        if "crop" in groups:
-            ran["crop"] += _crop(dev, dtype, backend)
+    ran = {g: 0 for g in selected}
+    for dtype in wanted:
+        for g in selected:
+            # the op's table says which dtypes the backend runs (the CPU exchange kernels: fp32/fp64 only)
+            if dtype in OPS[GROUP_OPS.get(g, g)].dtypes(dev.type, (backend,)):
+                ran[g] += _run_group(g, dev, dtype, backend)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     detail = ", ".join(f"{g} {n}" for g, n in ran.items())

@@ -11,13 +11,16 @@ Backends (the same names for every op):
             under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``hrnet_fast`` is imported),
             which is how CI tests them. ``auto`` never picks the interpreter: it is slow.
 
-Each op declares one :class:`OpSupport` table: per backend the device types and dtypes it runs, the
-compiled op it needs, and a function giving the reasons it cannot run a particular call (sizes, methods),
-plus ``auto``'s order of preference per device type. :func:`resolve` answers "which backend runs this
-call" from that table and the machine's :func:`backends` status, once per key (op, requested backend,
-device, dtype, the op's extra key), and caches the answer: a call pays one dictionary lookup. ``auto``
-takes the first backend in the device's order with no reasons; an explicit request that cannot be met
-raises a ``RuntimeError`` listing every reason, including the extension's import error.
+Each op declares one :class:`OpSupport` table: per backend an entry (:class:`BackendSupport`) with the
+device types and dtypes it runs, the compiled op it needs, a function giving the reasons it cannot run a
+particular call (sizes, methods), and the callable that runs it (``run``, one signature per op), plus
+``auto``'s order of preference per device type. :func:`resolve` answers "which backend runs this call"
+from that table and the machine's :func:`backends` status, once per key (op, requested backend, device,
+dtype, the op's extra key), and caches the answer: a call pays one dictionary lookup. The answer is the
+chosen entry itself, which the op then runs (``entry.run(...)``, as xformers' dispatch returns the operator
+to call), so no caller turns a name back into a call; ``entry.name`` names it in messages. ``auto`` takes
+the first backend in the device's order with no reasons; an explicit request that cannot be met raises a
+``RuntimeError`` listing every reason, including the extension's import error.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -59,15 +62,10 @@ def extension_has_cuda() -> bool:
 
 
 #: Test hook: with this environment variable set to "1", every backend (C++, CUDA, Triton) fills its freshly
-#: allocated outputs with NaN before its kernels run, so an element a kernel fails to write shows.
+#: allocated outputs with NaN before its kernels run, so an element a kernel fails to write shows. The C++
+#: kernels read it in ``csrc/common.h``, the Triton launchers in ``kernels/_utils.py`` (kernels are leaves:
+#: they keep their own copy of the name, which a test ties to this one).
 POISON_ENV = "HRNET_FAST_POISON_OUTPUTS"
-
-
-def poison(*tensors: torch.Tensor) -> None:
-    """Fill ``tensors`` with NaN when the :data:`POISON_ENV` test hook is on (read per call: tests set it)."""
-    if os.environ.get(POISON_ENV) == "1":
-        for t in tensors:
-            t.fill_(float("nan"))
 
 
 def triton_interpreter() -> bool:
@@ -153,28 +151,54 @@ ExtraReasons = Callable[..., List[str]]
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class BackendSupport:
-    """What one backend of one op can run.
+    """One backend of one op: what it can run, and the callable that runs it.
 
     ``devices``/``dtypes``: tuples of device types and dtypes, or :data:`ANY`. ``compiled_op``: the
     ``torch.ops.hrnet_fast`` op the backend calls (checked to be registered). ``reasons(device, dtype,
-    *key)``: the reasons it cannot run a call with the op's extra key (sizes, methods); ``[]``
-    when it can.
+    *key)``: the reasons it cannot run a call with the op's extra key (sizes, methods); ``[]`` when it
+    can. ``run``: runs the backend on arguments the op has checked, with the same signature for every
+    backend of an op (each op's module documents it). ``name``: the backend's name, filled in from the
+    table's key by :class:`OpSupport`.
+
+    :func:`resolve` returns the entry itself: call ``entry.run(...)``.
     """
 
     devices: Optional[Tuple[str, ...]] = ANY
     dtypes: Optional[Tuple[torch.dtype, ...]] = ANY
     compiled_op: Optional[str] = None
     reasons: Optional[ExtraReasons] = None
+    run: Optional[Callable[..., Any]] = None
+    name: str = ""
+
+    def __repr__(self) -> str:
+        return f"<{self.name or '?'} backend>"
+
+    def __deepcopy__(self, memo) -> "BackendSupport":
+        return self  # a table entry is a constant: copies of what holds it (a prepared call) share it
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class OpSupport:
-    """One op's backend table: ``backends[name]`` and ``auto``'s preference per device type
-    (``order``; device types not listed use ``("torch",)``)."""
+    """One op's backend table: ``backends[name]`` (a :class:`BackendSupport`, whose ``name`` is set to its
+    key here) and ``auto``'s preference per device type (``order``; device types not listed use
+    ``("torch",)``)."""
 
     op: str
     backends: Mapping[str, BackendSupport]
     order: Mapping[str, Tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        named = {}
+        for name, spec in self.backends.items():
+            if name not in BACKENDS:
+                raise ValueError(f"{self.op}: unknown backend {name!r} in the support table (one of {list(BACKENDS)})")
+            if spec.name not in ("", name):
+                raise ValueError(f"{self.op}: the table's entry {name!r} is named {spec.name!r}")
+            named[name] = spec if spec.name == name else dataclasses.replace(spec, name=name)
+        object.__setattr__(self, "backends", named)
+
+    def __deepcopy__(self, memo) -> "OpSupport":
+        return self  # a table is a constant: copies of what holds it (a prepared call) share it
 
     def not_supported_reasons(self, name: str, device: torch.device, dtype: torch.dtype, key: tuple = ()) -> List[str]:
         """Why backend ``name`` cannot run this op on ``device``/``dtype`` with ``key`` ([] if it can)."""
@@ -201,11 +225,13 @@ class OpSupport:
 
 
 @functools.lru_cache(maxsize=4096)
-def resolve(support: OpSupport, requested: str, device: torch.device, dtype: torch.dtype, key: tuple = ()) -> str:
-    """The backend that runs ``support.op`` for this (requested, device, dtype, key); cached.
+def resolve(support: OpSupport, requested: str, device: torch.device, dtype: torch.dtype,
+            key: tuple = ()) -> BackendSupport:
+    """The backend entry that runs ``support.op`` for this (requested, device, dtype, key); cached.
 
-    ``requested`` is ``"auto"`` or a backend name. Raises ``ValueError`` for an unknown name and
-    ``RuntimeError`` (with every reason) when nothing, or not the requested backend, can run the call.
+    ``requested`` is ``"auto"`` or a backend name. Returns ``support.backends[name]``: run it with
+    ``.run(...)``, name it with ``.name``. Raises ``ValueError`` for an unknown name and ``RuntimeError``
+    (with every reason) when nothing, or not the requested backend, can run the call.
     """
     op = support.op
     if requested != "auto" and requested not in BACKENDS:
@@ -214,13 +240,13 @@ def resolve(support: OpSupport, requested: str, device: torch.device, dtype: tor
         r = support.not_supported_reasons(requested, device, dtype, key)
         if r:
             raise RuntimeError(f"{op}: backend {requested!r} cannot run these inputs: " + "; ".join(r))
-        return requested
+        return support.backends[requested]
     collected = {}
     # the Triton interpreter is never in a CPU order: it is for testing, not for speed
     for name in support.order.get(device.type, ("torch",)):
         r = support.not_supported_reasons(name, device, dtype, key)
         if not r:
-            return name
+            return support.backends[name]
         collected[name] = r
     raise RuntimeError(
         f"{op}: no backend can run these inputs: " + " | ".join(f"{k}: {'; '.join(v)}" for k, v in collected.items())
@@ -228,11 +254,14 @@ def resolve(support: OpSupport, requested: str, device: torch.device, dtype: tor
 
 
 # Under torch.compile the choice is made once, at trace time, and baked into the graph: Dynamo must not
-# trace the resolver itself (it imports the extension and reads the environment).
+# trace the resolver itself (it imports the extension and reads the environment). The trace-time constant
+# is the backend's name (a string, which every torch >= 2.4 takes as a constant); the caller looks its
+# entry up in the table.
 @torch._dynamo.assume_constant_result
 def resolve_traced(support: OpSupport, requested: str, device: torch.device, dtype: torch.dtype, key: tuple = ()) -> str:
-    """:func:`resolve` as a trace-time constant (a plain function: Dynamo would trace into the cache)."""
-    return resolve(support, requested, device, dtype, key)
+    """The name of :func:`resolve`'s entry, as a trace-time constant (a plain function: Dynamo would trace
+    into the cache)."""
+    return resolve(support, requested, device, dtype, key).name
 
 
 def clear_cache() -> None:

@@ -255,9 +255,9 @@ class _Exchange:
     inputs (the last step adds into the running base) and the fused op's folded low-resolution weights."""
 
     def __init__(self, unit: nn.Module):
-        import importlib
+        from .ops import OPS
 
-        fe = importlib.import_module("hrnet_fast.ops.fused_exchange")  # the module (the package attribute is the op)
+        fe = OPS["fused_exchange"].module  # the op's module (the package attribute of that name is the op)
 
         self.unit = unit
         self.rows = []  # (i, [(j, conv steps)] for j < i, [j] for j > i)
@@ -271,10 +271,10 @@ class _Exchange:
         the folded 1x1 weights and biases made once for them (so a model moved after optimize() still
         gets weights on its device)."""
         fe = self._fe
-        name = fe.resolve_backend(x, self.unit.backend)
+        backend = fe.resolve_backend(x, self.unit.backend)
         # 16-bit cuda backend: float32 biases, which it adds as they are (no conversion per call); weights
         # in the inputs' dtype, which its GEMM reads as they are (cuBLAS mixes no 16- and 32-bit inputs)
-        b_dtype = torch.float32 if name == "cuda" and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        b_dtype = torch.float32 if backend.name == "cuda" and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         calls = []
         for i, _, lows in self.rows:
             ws, bs = [], []
@@ -283,14 +283,7 @@ class _Exchange:
                     w, b = self.unit._folded(i, j, self.unit[i][j][0], self.unit[i][j][1])
                     ws.append(w.to(device=x.device, dtype=x.dtype).contiguous())
                     bs.append(None if b is None else b.to(device=x.device, dtype=b_dtype).contiguous())
-            ws_ph, bs_ph = fe._placeholders(x, ws), fe._placeholders(x, bs)
-            if name == "torch":
-                calls.append(lambda base, lows, ws=ws, bs=bs: fe._reference(base, lows, ws, bs, True))
-            elif name == "triton":
-                calls.append(lambda base, lows, ws=ws_ph, bs=bs_ph: fe._triton_forward(base, lows, ws, bs, True))
-            else:
-                op = torch.ops.hrnet_fast.fused_exchange.default
-                calls.append(lambda base, lows, ws=ws_ph, bs=bs_ph, op=op: op(base, lows, ws, bs, True))
+            calls.append(lambda base, lows, ws=ws, bs=bs, run=backend.run: run(base, lows, ws, bs, True))
         return calls
 
     def __call__(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:

@@ -1,56 +1,61 @@
-"""Equivalence checks behind ``hrnet-fast check``: every available backend of every op against a reference,
-on fresh seeded random inputs, in fp32 and the device's other dtypes.
+"""Equivalence checks behind ``hrnet-fast check``: every available backend of every op of
+:data:`hrnet_fast.ops.OPS` against the op's reference, on the op's fresh seeded samples, in every dtype that
+the op's support table gives an available backend on the device.
 
-``fused_exchange``: the inputs, rounded to the tested dtype, are cast to float64 and run through the
-torch backend: that float64 result is the reference. The torch backend in the tested dtype is compared
-with it in the same run, which measures what rounding to that dtype costs on this device; a backend
-passes when its own error is at most ``REF_FACTOR`` times that, or the dtype's floor (``FLOOR``),
-whichever is larger. Both errors are reported (``max_rel_err``: max|out - ref| / max|ref|).
+The comparison rule is the op's (:class:`hrnet_fast.ops.OpSpec`): ``max_rel_err`` is ``max|out - ref| /
+max|ref|``, the largest over a sample's outputs and over the samples. ``fused_exchange`` (``exact_dtype``
+float64): the inputs, rounded to the tested dtype, are cast to float64 and run through the reference: that
+float64 result is ``ref``. The reference in the tested dtype is compared with it in the same run, which
+measures what rounding to that dtype costs on this device; a backend passes when its own error is at most
+``ref_factor`` times that, or the op's tolerance for the dtype (a floor), whichever is larger. Both errors
+are reported. ``decode_heatmaps`` and ``crop_boxes`` compute in fp32 (or fp64) in every backend whatever
+the dtype, so backends are compared with the torch backend directly, at the op's tolerances.
 
 Precision of fp32: fp32 inputs mean IEEE fp32 in hrnet_fast's kernels, unless the user enables TF32 for
 matrix products (``torch.backends.cuda.matmul.allow_tf32 = True`` or
 ``torch.set_float32_matmul_precision("high")``). PyTorch's own convolutions use TF32 by default on
-Ampere and later (``torch.backends.cudnn.allow_tf32``), so the fp32 torch reference runs here with
-cuDNN's TF32 switched to match the matmul setting (off by default), and the flags are restored afterwards.
-
-``decode_heatmaps``: the torch backend computes in fp32/fp64 whatever the heatmaps' dtype (and takes no
-float64 heatmaps), so backends are compared with it directly, at fixed tolerances (``DECODE_TOL``).
+Ampere and later (``torch.backends.cudnn.allow_tf32``), so the references run here with cuDNN's TF32
+switched to match the matmul setting (off by default), and the flags are restored afterwards.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 
+from ._backends import backends
 from ._numerics import max_rel_err
-from .ops.decode_heatmaps import COCO_FLIP_PAIRS, decode_heatmaps
-from .ops.fused_exchange import fused_exchange
+from .ops import OPS, OpSpec, Sample
 
+#: the backends compared with the references (the torch backend is the reference)
 KERNEL_BACKENDS = ("cpp", "cuda", "triton")
-#: a backend may be this many times further from the float64 reference than the torch reference in its dtype
-REF_FACTOR = 4.0
-#: ... or this far (max relative error), whichever is larger: rounding noise where the reference is exact
-FLOOR = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
-#: decode: relative to max|coordinate|; the coordinates and maxima are computed in fp32 in every backend
-DECODE_TOL = {torch.float32: 1e-5, torch.float16: 1e-5, torch.bfloat16: 1e-5}
 
 
 @dataclasses.dataclass
 class CheckSummary:
-    """What ``run_checks`` compared: ``compared`` (backend/op/dtype triples), ``skipped``, ``failures``."""
+    """What ``run_checks`` did: ``compared`` (op/backend/dtype triples), ``skipped`` (report lines that
+    say why something was not compared), ``failures``, and ``ops``: per op, per backend compared, the
+    dtypes compared (an op with nothing compared has an empty dict)."""
 
     compared: int = 0
     skipped: int = 0
     failures: List[str] = dataclasses.field(default_factory=list)
+    ops: Dict[str, Dict[str, List[str]]] = dataclasses.field(default_factory=dict)
+
+    def describe(self) -> str:
+        """Which ops and backends were compared, in which dtypes: ``"fused_exchange: cpp (float32,
+        float64); crop_boxes: nothing compared"``."""
+        parts = []
+        for op, per_backend in self.ops.items():
+            done = ", ".join(f"{b} ({', '.join(d)})" for b, d in per_backend.items())
+            parts.append(f"{op}: {done or 'nothing compared'}")
+        return "; ".join(parts)
 
 
-def _dtypes(op: str, device: torch.device):
-    if device.type == "cuda":
-        return [torch.float32, torch.float16, torch.bfloat16]
-    # the CPU exchange kernels compute in fp32/fp64; the CPU decoder reads fp16/bf16 heatmaps too
-    return [torch.float32, torch.float64] if op == "fused_exchange" else [torch.float32, torch.float16, torch.bfloat16]
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 def tf32_enabled_by_user() -> bool:
@@ -75,95 +80,95 @@ def _unsupported(exc: Exception) -> bool:
     return isinstance(exc, RuntimeError) and "cannot run these inputs" in str(exc)
 
 
-def _exchange_inputs(device, dtype):
-    """base (2, 48, 16, 12); lows (2, 96, 8, 6) with a 96->48 1x1 conv and (2, 48, 4, 3) without one."""
-    gen = torch.Generator().manual_seed(0)
-    mk = lambda *s: torch.randn(*s, generator=gen).to(device=device, dtype=dtype)  # noqa: E731
-    base = mk(2, 48, 16, 12)
-    lows = [mk(2, 96, 8, 6), mk(2, 48, 4, 3)]
-    weights = [mk(48, 96) * 0.1, None]
-    biases = [mk(48), mk(48)]
-    return base, lows, weights, biases
+def _cast(value: Any, dtype: torch.dtype) -> Any:
+    """``value`` with every floating-point tensor (also inside lists, tuples and dicts) converted to ``dtype``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype) if value.is_floating_point() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _cast(v, dtype) for k, v in value.items()}
+    return value
 
 
-def _double(ts):
-    return [None if t is None else t.double() for t in ts]
+def _error(out: Any, ref: Any) -> float:
+    """The largest ``max_rel_err`` over the outputs of one call (a tensor, or a tuple of tensors)."""
+    if isinstance(out, torch.Tensor):
+        return max_rel_err(out, ref)
+    if len(out) != len(ref):
+        return float("inf")
+    return max((max_rel_err(o, r) for o, r in zip(out, ref)), default=0.0)
 
 
-def check_exchange(device, dtype, backend) -> Tuple[float, Optional[float]]:
-    """(backend's max rel err, torch reference's max rel err), both against the float64 reference."""
-    base, lows, weights, biases = _exchange_inputs(device, dtype)
-    with reference_precision():
-        exact = fused_exchange(base.double(), _double(lows), _double(weights), _double(biases), relu=True, backend="torch")
-        ref = fused_exchange(base, lows, weights, biases, relu=True, backend="torch")
-    out = fused_exchange(base, lows, weights, biases, relu=True, backend=backend)
-    return max_rel_err(out, exact), max_rel_err(ref, exact)
+def _spec(op) -> OpSpec:
+    return OPS[op] if isinstance(op, str) else op
 
 
-def check_decode(device, dtype, backend) -> Tuple[float, Optional[float]]:
-    """(backend's max rel err against the torch backend, None), over quarter and DARK with the flip test."""
-    gen = torch.Generator().manual_seed(1)
-    n, k, h, w = 4, 17, 64, 48
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
-    centre = torch.rand(n, k, 2, generator=gen) * torch.tensor([w - 1.0, h - 1.0])
-    heat = torch.exp(-((xs - centre[..., :1, None]) ** 2 + (ys - centre[..., 1:, None]) ** 2) / 8.0)
-    heat = (heat + 0.01 * torch.rand(n, k, h, w, generator=gen)).to(device=device, dtype=dtype)
-    flipped = heat.flip(-1)
-    center = (torch.rand(n, 2, generator=gen) * 200).to(device)
-    scale = (torch.rand(n, 2, generator=gen) + 0.5).to(device)
-    worst = 0.0
-    for method in ("quarter", "dark"):
-        kw = dict(method=method, flipped=flipped, flip_pairs=COCO_FLIP_PAIRS)
-        with reference_precision():
-            rc, rm = decode_heatmaps(heat, center, scale, backend="torch", **kw)
-        c, m = decode_heatmaps(heat, center, scale, backend=backend, **kw)
-        worst = max(worst, max_rel_err(c, rc), max_rel_err(m, rm))
-    return worst, None
-
-
-CHECKS: List[tuple] = [("fused_exchange", check_exchange), ("decode_heatmaps", check_decode)]
-
-
-def tolerance(op: str, dtype: torch.dtype, ref_err: Optional[float]) -> float:
+def tolerance(op, dtype: torch.dtype, ref_err: Optional[float]) -> float:
+    """The largest error a backend of ``op`` (a name or an :class:`~hrnet_fast.ops.OpSpec`) may have in
+    ``dtype``: the op's tolerance, or ``ref_factor`` times the reference's own error in that dtype when the op
+    is judged against an exact reference (``ref_err`` is then not None), whichever is larger."""
+    spec = _spec(op)
     if ref_err is None:
-        return DECODE_TOL[dtype]
-    return max(FLOOR[dtype], REF_FACTOR * ref_err)
+        return spec.tolerance[dtype]
+    return max(spec.tolerance[dtype], spec.ref_factor * ref_err)
 
 
-def run_checks(device: torch.device, report: Callable[[str], None] = print) -> CheckSummary:
-    """Run every check of every backend on ``device``, reporting one line each; returns what was compared
-    and the failures (a mismatch or an error). A backend that cannot run on this machine or these inputs
-    is skipped, with its reason."""
-    from ._backends import backends
+def _references(spec: OpSpec, samples: List[Sample]) -> Tuple[List[Any], Optional[float]]:
+    """What each sample's outputs are compared with, and the reference's own error in the tested dtype
+    (None when the op is compared with its reference directly)."""
+    with reference_precision():
+        ref = [spec.reference(*s.args, **s.kwargs) for s in samples]
+        if spec.exact_dtype is None:
+            return ref, None
+        exact = [spec.reference(*_cast(s.args, spec.exact_dtype), **_cast(s.kwargs, spec.exact_dtype)) for s in samples]
+    return exact, max(_error(r, e) for r, e in zip(ref, exact))
 
+
+def run_checks(device: torch.device, report: Callable[[str], None] = print,
+               ops: Optional[Mapping[str, OpSpec]] = None) -> CheckSummary:
+    """Run every available backend of every op (``ops``, default :data:`~hrnet_fast.ops.OPS`) on
+    ``device``, reporting one line each; returns what was compared and the failures (a mismatch or an
+    error). A backend that cannot run on this machine or these inputs is skipped, with its reason."""
+    ops = OPS if ops is None else ops
     status = backends()
     summary = CheckSummary()
+    rules = [f"{n} errors against a {_dtype_name(s.exact_dtype)} reference, tol = max(floor, {s.ref_factor:g} x the torch "
+             f"reference's error)" for n, s in ops.items() if s.exact_dtype is not None]
     report(f"fp32 reference: {'TF32 allowed (enabled by the user)' if tf32_enabled_by_user() else 'IEEE fp32, TF32 off'}; "
-           f"fused_exchange errors against a float64 reference, tol = max(floor, {REF_FACTOR:g} x the torch reference's error)")
-    for op, check in CHECKS:
-        for dtype in _dtypes(op, device):
-            for backend in KERNEL_BACKENDS:
-                tag = f"{op:16s} {backend:7s} {str(dtype).replace('torch.', ''):9s}"
-                if not status.get(backend, {}).get("available", False):
-                    summary.skipped += 1
-                    report(f"  {tag} skipped: {str(status.get(backend, {}).get('reason', 'unknown backend'))[:110]}")
-                    continue
+           + "; ".join(rules + ["the other ops against their torch backend"]))
+    for name, spec in ops.items():
+        compared = summary.ops.setdefault(name, {})
+        available = []
+        for backend in KERNEL_BACKENDS:
+            st = status.get(backend, {})
+            if st.get("available", False):
+                available.append(backend)
+            else:
+                summary.skipped += 1
+                report(f"  {name:16s} {backend:7s} {'(any)':9s} skipped: {str(st.get('reason', 'unknown backend'))[:110]}")
+        for dtype in spec.dtypes(device.type, tuple(available)):
+            samples = spec.samples(device, dtype)
+            refs, ref_err = _references(spec, samples)
+            for backend in available:
+                tag = f"{name:16s} {backend:7s} {_dtype_name(dtype):9s}"
                 try:
-                    err, ref_err = check(device, dtype, backend)
+                    err = max(_error(spec.public(*s.args, backend=backend, **s.kwargs), r) for s, r in zip(samples, refs))
                 except Exception as exc:  # noqa: BLE001 - every error is reported, the other checks still run
                     if _unsupported(exc):
                         summary.skipped += 1
                         report(f"  {tag} skipped: {str(exc).split(': ', 2)[-1][:110]}")
                         continue
-                    summary.failures.append(f"{op}/{backend}/{dtype}: {type(exc).__name__}: {exc}")
+                    summary.failures.append(f"{name}/{backend}/{dtype}: {type(exc).__name__}: {exc}")
                     report(f"  {tag} ERROR {type(exc).__name__}: {exc}")
                     continue
                 summary.compared += 1
-                tol = tolerance(op, dtype, ref_err)
+                compared.setdefault(backend, []).append(_dtype_name(dtype))
+                tol = tolerance(spec, dtype, ref_err)
                 ok = err <= tol  # False for NaN
-                against = "vs float64" if ref_err is not None else "vs torch backend"
+                against = f"vs {_dtype_name(spec.exact_dtype)}" if ref_err is not None else "vs torch backend"
                 ref_s = f", torch reference {ref_err:.2e}" if ref_err is not None else ""
                 report(f"  {tag} {'ok   ' if ok else 'FAIL '} max rel err {err:.2e} {against}{ref_s} (tol {tol:.1e})")
                 if not ok:
-                    summary.failures.append(f"{op}/{backend}/{dtype}: max rel err {err:.2e} > {tol:.1e}")
+                    summary.failures.append(f"{name}/{backend}/{dtype}: max rel err {err:.2e} > {tol:.1e}")
     return summary

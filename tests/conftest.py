@@ -32,6 +32,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture
+def poison_outputs(monkeypatch):
+    """Every backend (C++, CUDA, Triton) fills its fresh outputs with NaN before its kernels run
+    (``hrnet_fast._backends.POISON_ENV``), so an element a kernel fails to write fails the comparison. The op
+    test files use it for every test: ``pytestmark = pytest.mark.usefixtures("poison_outputs")``."""
+    from hrnet_fast import _backends
+
+    monkeypatch.setenv(_backends.POISON_ENV, "1")
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     """Every test starts from the same global random state: a test that draws unseeded inputs still gets

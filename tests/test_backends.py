@@ -2,7 +2,6 @@
 Triton launchers' shared helpers."""
 import ast
 import contextlib
-import importlib
 import os
 import subprocess
 import sys
@@ -67,8 +66,9 @@ def test_resolver_skips_a_backend_whose_table_says_no():
         op="toy", backends={"torch": _backends.BackendSupport(reasons=picky)}, order={"cpu": ("torch",)}
     )
     dev = torch.device("cpu")
-    assert _backends.resolve(support, "auto", dev, torch.float32, (5,)) == "torch"
-    assert _backends.resolve(support, "auto", dev, torch.float32, (5,)) == "torch"
+    entry = _backends.resolve(support, "auto", dev, torch.float32, (5,))
+    assert entry is support.backends["torch"] and entry.name == "torch"  # the entry, named after its key
+    assert _backends.resolve(support, "auto", dev, torch.float32, (5,)) is entry
     assert calls == [5]  # cached: the table is asked once per key
     with pytest.raises(RuntimeError, match=r"toy: no backend can run these inputs: torch: too big"):
         _backends.resolve(support, "auto", dev, torch.float32, (11,))
@@ -87,7 +87,7 @@ KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def _kernel_utils():
     pytest.importorskip("triton")
     _backends.triton_kernels("fused_exchange")  # mounts the kernels package
-    return importlib.import_module("hrnet_fast.kernels._utils")
+    return _backends.triton_kernels("_utils")  # the kernels package as the ops mount it
 
 
 def test_launch_device_switches_only_to_another_gpu(monkeypatch):

@@ -242,3 +242,38 @@ def test_benchmarks_have_no_undefined_names():
         pytest.skip("ruff is not installed (pip install ruff)")
     res = subprocess.run([ruff, "check", "--select", "F,E9", "--no-cache", BENCH], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout
+
+
+def _sanitize_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sanitize_cuda", os.path.join(BENCH, "sanitize_cuda.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sanitize_script_runs_every_registered_op(monkeypatch, capsys):
+    """Every OPS entry is covered by a group, and an op added to the registry gets a group of its own that
+    runs its samples (here a stand-in op on the cpp backend's table of crop_boxes)."""
+    import dataclasses
+
+    import torch
+
+    from hrnet_fast.ops import OPS, Sample
+
+    script = _sanitize_module()
+    covered = {script.GROUP_OPS.get(g, g) for g in script.groups()}
+    assert covered == set(OPS), covered
+    calls = []
+
+    def toy(x, backend="auto"):
+        calls.append((backend, x.dtype))
+        return x
+
+    samples = lambda dev, dtype: [Sample("a", (torch.zeros(2, device=dev, dtype=dtype),), {})] * 2  # noqa: E731
+    monkeypatch.setitem(OPS, "toy", dataclasses.replace(OPS["crop_boxes"], name="toy", public=toy, samples=samples))
+    assert script.groups()[-1] == "toy"
+    assert script.main(["--device", "cpu", "--only", "toy"]) == 0
+    assert calls == [("cpp", torch.float32)] * 2
+    assert "sanitize_cuda: 2 cpp kernel calls completed (toy 2)" in capsys.readouterr().out

@@ -106,18 +106,25 @@ def test_check_passes_on_cpu(capsys):
     # fused_exchange: the error against float64 and the torch reference's own error, both reported
     assert "fused_exchange   cpp     float32   ok    max rel err" in text and "vs float64, torch reference" in text
     assert "IEEE fp32, TF32 off" in text and "compared" in text
+    # the last line names every op and backend compared: crop_boxes too (it was never run before)
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("hrnet-fast check: ") and "all match the reference" in last, last
+    for op in ("fused_exchange: cpp (float32, float64)", "decode_heatmaps: cpp (", "crop_boxes: cpp (float32"):
+        assert op in last, last
 
 
 def test_check_fails_when_a_backend_disagrees(monkeypatch, capsys):
-    from hrnet_fast import checks
+    import dataclasses
 
-    real = checks.fused_exchange
+    from hrnet_fast.ops import OPS
+
+    spec = OPS["fused_exchange"]
 
     def wrong(*args, backend="auto", **kwargs):
-        out = real(*args, backend=backend, **kwargs)
+        out = spec.public(*args, backend=backend, **kwargs)
         return out + 1e-3 * out.abs().max() if backend == "cpp" else out
 
-    monkeypatch.setattr(checks, "fused_exchange", wrong)
+    monkeypatch.setitem(OPS, "fused_exchange", dataclasses.replace(spec, public=wrong))
     assert cli.main(["check", "--device", "cpu"]) == 1
     assert "FAIL" in capsys.readouterr().out
 

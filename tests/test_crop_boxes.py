@@ -12,10 +12,11 @@ What is tested:
   OpenCV is exact (integer and half-pixel sample positions).
 * Outputs are poisoned with NaN before each kernel runs (HRNET_FAST_POISON_OUTPUTS=1): an element a kernel
   does not write shows as NaN (every valid crop below is checked to be finite).
-* opcheck of both custom ops, the error messages, and (marked ``gpu``) the CUDA and Triton kernels on a GPU
-  without host synchronisation.
+* the error messages, and (marked ``gpu``) the CUDA and Triton kernels on a GPU without host
+  synchronisation.
+The contract every op keeps (opcheck of both custom ops, the poison hook itself, offsets beyond 2^31, the
+sm_90 compile of the Triton kernel) is tested for all ops in test_op_contract.py.
 """
-import importlib
 import math
 
 import numpy as np
@@ -23,20 +24,19 @@ import pytest
 import torch
 
 import hrnet_fast
+from _op_inputs import random_boxes, random_images
 from _support import needs_ext
 from hrnet_fast.baselines import official_pipeline
 
-C = importlib.import_module("hrnet_fast.ops.crop_boxes")  # the module (the package attribute is the function)
+C = hrnet_fast.ops.OPS["crop_boxes"].module  # the op's module (hrnet_fast.ops.crop_boxes is the op)
 MEAN = np.array(C.IMAGENET_MEAN)
 STD = np.array(C.IMAGENET_STD)
-HAS_CPP = C._CPP_OP is not None
+HAS_CPP = C.SUPPORT.not_supported_reasons("cpp", torch.device("cpu"), torch.float32) == []
 
 CPU_BACKENDS = ["torch", pytest.param("cpp", marks=needs_ext), "triton"]
 
 
-@pytest.fixture(autouse=True)
-def _poison(monkeypatch):
-    monkeypatch.setenv(hrnet_fast._backends.POISON_ENV, "1")
+pytestmark = pytest.mark.usefixtures("poison_outputs")  # conftest.py: NaN-filled outputs before every kernel
 
 
 def _skip_unavailable(backend, device="cpu", dtype=torch.float32):
@@ -129,34 +129,6 @@ def oracle_crop(img, inv, out_h, out_w, swap=True, mean=MEAN, std=STD):
     if swap:
         v = v[..., ::-1]
     return ((v / 255.0 - mean) / std).transpose(2, 0, 1)
-
-
-def random_images(seed, shapes=((50, 70), (33, 20), (64, 64))):
-    """Smooth structure plus noise, so the interpolation weights matter (neighbours differ)."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for h, w in shapes:
-        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        base = 127 + 100 * torch.sin(xx[..., None] * 0.3 + yy[..., None] * 0.2 + torch.arange(3) * 2.0)
-        out.append((base + torch.randint(-20, 21, (h, w, 3), generator=g)).clamp(0, 255).to(torch.uint8))
-    return out
-
-
-def random_boxes(seed, m, shapes, out_hw):
-    """Boxes inside, across the border, fully outside, tiny; random rotations and images."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, len(shapes), (m,), generator=g)
-    hw = torch.tensor(shapes, dtype=torch.float64)[idx]
-    x = torch.rand(m, generator=g, dtype=torch.float64) * (hw[:, 1] + 40) - 30
-    y = torch.rand(m, generator=g, dtype=torch.float64) * (hw[:, 0] + 40) - 30
-    bw = torch.rand(m, generator=g, dtype=torch.float64) * hw[:, 1] + 0.5
-    bh = torch.rand(m, generator=g, dtype=torch.float64) * hw[:, 0] + 0.5
-    boxes = torch.stack([x, y, bw, bh], 1)
-    boxes[0] = torch.tensor([2.0, 3.0, 1.5, 2.0])  # tiny: upsampled ~10x
-    boxes[1] = torch.tensor([-500.0, -500.0, 40.0, 40.0])  # entirely outside
-    center, scale = hrnet_fast.ops.boxes_to_center_scale(boxes, (out_hw[1], out_hw[0]))
-    rot = (torch.rand(m, generator=g, dtype=torch.float64) * 120 - 60) * (torch.rand(m, generator=g) < 0.5)
-    return idx, center, scale, rot
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -306,7 +278,7 @@ def test_nan_box_and_bad_index_through_the_op(backend):
     inv[1, 0, 2] = math.nan
     args = (flat, meta, torch.tensor([0, 0]), inv, 8, 6, list(C.IMAGENET_MEAN), list(C.IMAGENET_STD), True,
             torch.float32, False)
-    run = {"torch": C.crop_boxes_reference, "cpp": C._CPP_OP, "triton": C._crop_triton_op}[backend]
+    run = C.SUPPORT.backends[backend].run  # the packed-argument call each backend runs
     out = run(*args)
     assert torch.isfinite(out[0]).all() and torch.isnan(out[1]).all()
     bad = (flat, meta, torch.tensor([0, 3]), *args[3:])
@@ -547,35 +519,8 @@ def test_cpp_checks():
         call(9, torch.float64)
 
 
-def _opcheck_samples(device="cpu"):
-    imgs = [im.to(device) for im in random_images(11)]
-    flat, meta = C._pack_images(imgs)
-    shapes = [tuple(im.shape[:2]) for im in imgs]
-    idx, center, scale, rot = random_boxes(12, 5, shapes, (8, 6))
-    inv = C._inverse_affine(center.double().to(device), scale.double().to(device), rot.to(device), 8, 6, False)
-    idx = idx.to(device)
-    m, s = list(C.IMAGENET_MEAN), list(C.IMAGENET_STD)
-    return [
-        (flat, meta, idx, inv, 8, 6, m, s, True, torch.float32, False),
-        (flat, meta, idx, inv, 8, 6, m, s, False, torch.float16, True),
-        (flat, meta, idx[:0], inv[:0], 8, 6, m, s, True, torch.float32, False),
-    ]
-
-
-@needs_ext
-def test_opcheck_cpp():
-    for args in _opcheck_samples():
-        torch.library.opcheck(torch.ops.hrnet_fast.crop_boxes.default, args)
-
-
-def test_opcheck_triton_interpreter():
-    _skip_unavailable("triton")
-    for args in _opcheck_samples():
-        torch.library.opcheck(torch.ops.hrnet_fast.crop_boxes_triton.default, args)
-
-
 def test_auto_backend_on_cpu():
-    assert C.resolve_backend("cpu") == ("cpp" if HAS_CPP else "torch")
+    assert C.resolve_backend("cpu").name == ("cpp" if HAS_CPP else "torch")
     with pytest.raises(RuntimeError, match="crop_boxes: backend 'cuda' cannot run these inputs"):
         hrnet_fast.ops.crop_boxes(random_images(13, shapes=((8, 8),)), [0], [[4.0, 4.0]], [[0.05, 0.05]], (8, 8),
                                   backend="cuda")
@@ -605,7 +550,7 @@ def test_gpu_vs_reference(backend, dtype):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
-def test_gpu_no_host_sync_nan_rules_and_opcheck(backend):
+def test_gpu_no_host_sync_and_nan_rules(backend):  # its opcheck: test_op_contract.py
     _skip_unavailable(backend, "cuda")
     imgs = torch.stack(random_images(16, shapes=((64, 80),) * 2)).cuda()
     idx, center, scale, rot = random_boxes(17, 8, [(64, 80)] * 2, (32, 24))
@@ -624,48 +569,5 @@ def test_gpu_no_host_sync_nan_rules_and_opcheck(backend):
     assert torch.isnan(bad[3]).all() and torch.isnan(bad[5]).all()
     keep = [i for i in range(8) if i not in (3, 5)]
     assert torch.equal(bad[keep], out[keep])
-    op = torch.ops.hrnet_fast.crop_boxes if backend == "cuda" else torch.ops.hrnet_fast.crop_boxes_triton
-    for args in _opcheck_samples("cuda"):
-        torch.library.opcheck(op.default, args)
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("backend", ["cuda", "triton"])
-def test_gpu_offsets_beyond_2_31(backend):
-    """Two images whose buffer passes 2^31 bytes: the second image's pixels sit past 32-bit offsets."""
-    _skip_unavailable(backend, "cuda")
-    big = torch.zeros(2**31 // (3 * 30000) + 1, 30000, 3, dtype=torch.uint8, device="cuda")
-    small = random_images(18, shapes=((40, 50),))[0]
-    c, s = torch.tensor([[25.0, 20.0]], device="cuda"), torch.tensor([[0.2, 0.27]], device="cuda")
-    ours = hrnet_fast.ops.crop_boxes([big, small.cuda()], torch.tensor([1], device="cuda"), c, s, (32, 24), backend=backend)
-    ref = hrnet_fast.ops.crop_boxes([small], torch.tensor([0]), c.cpu(), s.cpu(), (32, 24), backend="torch")
-    torch.testing.assert_close(ours.cpu(), ref, rtol=0, atol=1e-5)
-
-
-_COMPILE_SCRIPT = r"""
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-import hrnet_fast
-kern = hrnet_fast._backends.triton_kernels("crop_boxes")
-fn = kern._crop_kernel
-types = {"img_ptr": "*u8", "meta_ptr": "*i64", "index_ptr": "*i64", "aff_ptr": "*fp64",
-         "m0": "i32", "N": "i32", "H": "i32", "W": "i32", "os_m": "i64", "os_c": "i32", "os_h": "i32", "os_w": "i32",
-         "k0": "fp32", "k1": "fp32", "k2": "fp32", "b0": "fp32", "b1": "fp32", "b2": "fp32"}
-for out, swap in (("*fp32", True), ("*fp16", False), ("*bf16", True)):
-    consts = dict(S0=2 if swap else 0, S1=1, S2=0 if swap else 2, BH=8, BW=64)
-    sig = {n: ("constexpr" if n in consts else dict(types, out_ptr=out)[n]) for n in fn.arg_names}
-    compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts),
-                              target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-    assert compiled.asm.get("cubin"), out
-    print("compiled", out)
-"""
-
-
-@pytest.mark.slow
-def test_triton_kernel_compiles_for_sm90():
-    """Compile (not run) the Triton kernel for sm_90 through ptxas for each output dtype: the interpreter
-    does not type-check like the compiler. In a subprocess (this process runs the interpreter)."""
-    from _triton_compile import compile_script_or_skip
-
-    assert compile_script_or_skip(_COMPILE_SCRIPT).count("compiled") == 3

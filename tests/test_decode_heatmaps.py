@@ -11,8 +11,9 @@ when present):
   heatmaps give the golden argmax pixel wherever their fp16 maximum is unique.
 * outputs are poisoned with NaN before each kernel runs (HRNET_FAST_POISON_OUTPUTS=1), so an unwritten
   element shows as a mismatch.
+The contract every op keeps (opcheck, the poison hook itself, offsets beyond 2^31, the sm_90 compile of the
+Triton kernels) is tested for all ops in test_op_contract.py.
 """
-import importlib
 import math
 import types
 
@@ -21,9 +22,10 @@ import pytest
 import torch
 
 import hrnet_fast
+from _op_inputs import compare_decoded, random_box, random_heatmaps
 from _support import DATA, needs_ext
 
-D = importlib.import_module("hrnet_fast.ops.decode_heatmaps")
+D = hrnet_fast.ops.OPS["decode_heatmaps"].module  # the op's module (hrnet_fast.ops.decode_heatmaps is the op)
 GOLDEN = np.load(f"{DATA}/decode_golden.npz")
 METHODS = ["argmax", "quarter", "dark", "udp"]
 
@@ -39,9 +41,7 @@ CPU_BACKENDS = _backend_params()
 GPU_BACKENDS = [pytest.param(b, marks=pytest.mark.gpu) for b in ("cuda", "triton", "torch")]
 
 
-@pytest.fixture(autouse=True)
-def _poison(monkeypatch):
-    monkeypatch.setenv(hrnet_fast._backends.POISON_ENV, "1")
+pytestmark = pytest.mark.usefixtures("poison_outputs")  # conftest.py: NaN-filled outputs before every kernel
 
 
 def _skip_unavailable(backend, device="cpu", dtype=torch.float32):
@@ -68,29 +68,6 @@ def _to_heatmap_coords(img, center, scale, h, w, udp=False):
         x = (img[..., 0] - c[..., 0]) / f + w / 2
         y = (img[..., 1] - c[..., 1]) / f + h / 2
     return np.stack([x, y], -1)
-
-
-def random_heatmaps(n, k, h, w, seed, dtype=torch.float32, device="cpu"):
-    """Noisy Gaussians (sigma 2) with random sub-pixel centres, some near or past the border, random
-    amplitudes; a few all-negative maps. Returns (heatmaps, centres (n,k,2) in heatmap pixels)."""
-    g = torch.Generator().manual_seed(seed)
-    cx = torch.rand(n, k, generator=g) * (w + 3) - 2
-    cy = torch.rand(n, k, generator=g) * (h + 3) - 2
-    amp = 0.3 + 0.7 * torch.rand(n, k, generator=g)
-    ys = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
-    xs = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
-    d2 = (xs - cx[..., None, None]) ** 2 + (ys - cy[..., None, None]) ** 2
-    hm = amp[..., None, None] * torch.exp(-d2 / 8.0) + 0.02 * torch.randn(n, k, h, w, generator=g)
-    neg = torch.rand(n, k, generator=g) < 0.05
-    hm = torch.where(neg[..., None, None], -hm.abs() - 0.01, hm)
-    return hm.to(dtype=dtype, device=device), torch.stack([cx, cy], -1)
-
-
-def random_box(n, seed, device="cpu"):
-    g = torch.Generator().manual_seed(seed + 1)
-    center = torch.rand(n, 2, generator=g) * 400 + 50
-    s0 = torch.rand(n, generator=g) * 2 + 0.5
-    return center.to(device), torch.stack([s0, s0 * 4 / 3], -1).to(device)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -168,19 +145,6 @@ def test_flip_fused_golden(backend):
 # ----------------------------------------------------------------------------------------------------
 # Fresh random inputs against the torch reference
 # ----------------------------------------------------------------------------------------------------
-def _compare(ours, ref, method, exact_coords):
-    (c, m), (rc, rm) = ours, ref
-    assert torch.isfinite(c).all()
-    torch.testing.assert_close(m, rm, rtol=0, atol=0, equal_nan=True)
-    if exact_coords and method in ("argmax", "quarter"):
-        torch.testing.assert_close(c, rc, rtol=0, atol=0)
-    else:
-        tol = 1e-4 if method in ("argmax", "quarter") else 1e-3
-        diff = (c - rc).abs()
-        bad = torch.nonzero(diff > tol)
-        assert bad.numel() == 0, f"{method}: {bad.shape[0]} mismatches, first at {bad[:5].tolist()}: {c[tuple(bad[0][:2])]} vs {rc[tuple(bad[0][:2])]}"
-
-
 @pytest.mark.parametrize("backend", ["cpp", "triton"])
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("flip", [None, "shift", "noshift"])
@@ -196,7 +160,7 @@ def test_random_vs_reference(backend, method, flip):
     for box in ((None, None), (center, scale)):
         ours = hrnet_fast.decode_heatmaps(hm, *box, method=method, backend=backend, **kw)
         ref = hrnet_fast.decode_heatmaps(hm, *box, method=method, backend="torch", **kw)
-        _compare(ours, ref, method, exact_coords=box[0] is None)
+        compare_decoded(ours, ref, method, exact_coords=box[0] is None)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -210,7 +174,7 @@ def test_odd_shapes(backend, shape):
     for method in METHODS:
         ours = hrnet_fast.decode_heatmaps(hm, method=method, backend=backend, blur_kernel=3, **kw)
         ref = D.decode_heatmaps(hm, method=method, backend="torch", blur_kernel=3, **kw)
-        _compare(ours, ref, method, exact_coords=True)
+        compare_decoded(ours, ref, method, exact_coords=True)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -225,7 +189,7 @@ def test_strided_inputs(backend):
         ours = hrnet_fast.decode_heatmaps(hm, method=method, backend=backend, flipped=fl, flip_pairs=hrnet_fast.COCO_FLIP_PAIRS)
         ref = hrnet_fast.decode_heatmaps(hm.contiguous(), method=method, backend="torch", flipped=fl.contiguous(),
                                          flip_pairs=hrnet_fast.COCO_FLIP_PAIRS)
-        _compare(ours, ref, method, exact_coords=True)
+        compare_decoded(ours, ref, method, exact_coords=True)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -240,7 +204,7 @@ def test_half_inputs_decode_as_their_fp32_upcast(backend, dtype):
             ours = hrnet_fast.decode_heatmaps(hm, center, scale, method=method, backend=backend, **kw)
             kw32 = {**kw, "flipped": fl.float()} if kw else {}
             ref = hrnet_fast.decode_heatmaps(hm.float(), center, scale, method=method, backend="torch", **kw32)
-            _compare(ours, ref, method, exact_coords=False)
+            compare_decoded(ours, ref, method, exact_coords=False)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -331,53 +295,6 @@ def test_empty(backend, shape):
         assert c.shape == (shape[0], shape[1], 2) and m.shape == (shape[0], shape[1], 1)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
-@pytest.mark.parametrize("dim", [0, 1])
-def test_offsets_beyond_2_31(backend, dim):
-    """Element offsets past 2^31: a strided view into a (lazily mapped, mostly untouched) fp16 storage
-    of 2^31 + 256 elements, so only the two heatmaps read are ever touched (4 GiB virtual, KiB real)."""
-    _skip_unavailable(backend, dtype=torch.float16)
-    h, w = 16, 12
-    jump = 2**31 + 64
-    base = torch.empty(jump + h * w, dtype=torch.float16)
-    shape = (2, 1, h, w) if dim == 0 else (1, 2, h, w)
-    strides = (jump, h * w, w, 1) if dim == 0 else (2 * jump, jump, w, 1)
-    x = base.as_strided(shape, strides)
-    src, _ = random_heatmaps(*shape, seed=16, dtype=torch.float16)
-    x.copy_(src)
-    for method in ("quarter", "dark"):
-        # The same far view as the flipped input: the flip path's offsets are 64-bit too.
-        ours = hrnet_fast.decode_heatmaps(x, method=method, backend=backend, flipped=x, flip_pairs=())
-        ref = hrnet_fast.decode_heatmaps(src, method=method, backend="torch", flipped=src, flip_pairs=())
-        _compare(ours, ref, method, exact_coords=True)
-
-
-def _big_contiguous(device, backend):
-    """(41121, 17, 64, 48) fp16: N*K*H*W = 2^31 + 5376 elements (4.3 GB, of which only the first and last
-    samples are written; on the CPU the rest stays lazily mapped zero pages, so reading it costs page
-    faults, not memory). The first and last samples must decode as on their own."""
-    n, k, h, w = 41121, 17, 64, 48
-    assert n * k * h * w > 2**31
-    x = torch.empty((n, k, h, w), dtype=torch.float16, device=device)
-    src, _ = random_heatmaps(2, k, h, w, seed=27, dtype=torch.float16, device=device)
-    x[0] = src[0]
-    x[-1] = src[1]
-    for method in ("quarter", "dark"):
-        c, m = hrnet_fast.decode_heatmaps(x, method=method, backend=backend)
-        ref = hrnet_fast.decode_heatmaps(src, method=method, backend="torch")
-        _compare((c[[0, -1]], m[[0, -1]]), ref, method, exact_coords=True)
-
-
-@pytest.mark.slow
-@needs_ext
-def test_contiguous_beyond_2_31_elements_cpp():
-    """A real contiguous N*K*H*W > 2^31 tensor on the cpp backend (about 2 s here). The Triton
-    interpreter would take minutes on it: Triton's 64-bit offsets are covered by the strided test above
-    and, on a GPU, by test_gpu_contiguous_beyond_2_31_elements."""
-    _big_contiguous("cpu", "cpp")
-
-
 # ----------------------------------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------------------------------
@@ -443,30 +360,6 @@ def test_cpp_checks():
 # ----------------------------------------------------------------------------------------------------
 # opcheck and backend selection
 # ----------------------------------------------------------------------------------------------------
-def _opcheck_samples(device="cpu"):
-    hm, _ = random_heatmaps(2, 4, 16, 12, seed=17, device=device)
-    fl, _ = random_heatmaps(2, 4, 16, 12, seed=18, device=device)
-    center, scale = random_box(2, 19, device=device)
-    perm = torch.tensor([0, 2, 1, 3], device=device)
-    w = torch.tensor(D.gaussian_kernel1d(5), dtype=torch.float32, device=device)
-    return [
-        (hm, None, None, None, None, 1, True, None),
-        (hm, fl, perm, center, scale, 0, True, None),
-        (hm, fl, perm, center, scale, 2, False, w),
-        (hm.half(), None, None, center, scale, 3, True, w),
-    ]
-
-
-@needs_ext
-def test_opcheck_cpp():
-    for args in _opcheck_samples():
-        torch.library.opcheck(torch.ops.hrnet_fast.decode_heatmaps.default, args)
-
-
-def test_opcheck_triton_interpreter():
-    _skip_unavailable("triton")
-    for args in _opcheck_samples()[:3]:
-        torch.library.opcheck(torch.ops.hrnet_fast.decode_heatmaps_triton.default, args)
 
 
 def _triton_kernels():
@@ -496,7 +389,7 @@ def test_triton_dark_udp_tiling(shape, blur_kernels):
             for method in ("dark", "udp"):
                 ours = hrnet_fast.decode_heatmaps(hm, method=method, backend="triton", blur_kernel=ks, **kw)
                 ref = hrnet_fast.decode_heatmaps(hm, method=method, backend="torch", blur_kernel=ks, **kw)
-                _compare(ours, ref, method, exact_coords=True)
+                compare_decoded(ours, ref, method, exact_coords=True)
 
 
 def test_triton_dark_udp_batch_in_several_launches(monkeypatch):
@@ -510,7 +403,7 @@ def test_triton_dark_udp_batch_in_several_launches(monkeypatch):
         for method in ("dark", "udp"):
             ours = hrnet_fast.decode_heatmaps(hm, center, scale, method=method, backend="triton", **kw)
             ref = hrnet_fast.decode_heatmaps(hm, center, scale, method=method, backend="torch", **kw)
-            _compare(ours, ref, method, exact_coords=False)
+            compare_decoded(ours, ref, method, exact_coords=False)
 
 
 def test_triton_unsupported_reason():
@@ -534,9 +427,9 @@ def test_triton_unsupported_reason():
 
 def test_auto_backend_on_cpu():
     hm, _ = random_heatmaps(2, 3, 8, 6, seed=20)
-    expected = "cpp" if D._CPP_OP is not None else "torch"
-    assert D.resolve_backend(hm, "quarter") == expected
-    _compare(hrnet_fast.decode_heatmaps(hm), hrnet_fast.decode_heatmaps(hm, backend="torch"), "quarter", True)
+    expected = "cpp" if hrnet_fast.backends()["cpp"]["available"] else "torch"
+    assert D.resolve_backend(hm, "quarter").name == expected
+    compare_decoded(hrnet_fast.decode_heatmaps(hm), hrnet_fast.decode_heatmaps(hm, backend="torch"), "quarter", True)
 
 
 @needs_ext
@@ -590,7 +483,7 @@ def test_gpu_vs_reference(backend, dtype):
             ours = hrnet_fast.decode_heatmaps(hm, center, scale, method=method, backend=backend, **kw)
             kw32 = {**kw, "flipped": fl.float()} if kw else {}
             ref = hrnet_fast.decode_heatmaps(hm.float(), center, scale, method=method, backend="torch", **kw32)
-            _compare(ours, ref, method, exact_coords=False)
+            compare_decoded(ours, ref, method, exact_coords=False)
 
 
 @pytest.mark.gpu
@@ -612,7 +505,7 @@ def test_gpu_golden(backend, method):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
-def test_gpu_no_host_sync_and_opcheck(backend):
+def test_gpu_no_host_sync(backend):  # its opcheck: test_op_contract.py
     _skip_unavailable(backend, "cuda")
     hm, _ = random_heatmaps(4, 17, 64, 48, seed=24, device="cuda")
     center, scale = random_box(4, 25, device="cuda")
@@ -626,31 +519,6 @@ def test_gpu_no_host_sync_and_opcheck(backend):
                                        flipped=hm, flip_pairs=hrnet_fast.COCO_FLIP_PAIRS)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    op = torch.ops.hrnet_fast.decode_heatmaps if backend == "cuda" else torch.ops.hrnet_fast.decode_heatmaps_triton
-    for args in _opcheck_samples("cuda"):
-        torch.library.opcheck(op.default, args)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("backend", ["cuda", "triton"])
-def test_gpu_offsets_beyond_2_31(backend):
-    _skip_unavailable(backend, "cuda")
-    h, w = 16, 12
-    jump = 2**31 + 64
-    base = torch.empty(jump + h * w, dtype=torch.float16, device="cuda")
-    x = base.as_strided((2, 1, h, w), (jump, h * w, w, 1))
-    src, _ = random_heatmaps(2, 1, h, w, seed=26, dtype=torch.float16, device="cuda")
-    x.copy_(src)
-    for method in METHODS:
-        _compare(hrnet_fast.decode_heatmaps(x, method=method, backend=backend),
-                 hrnet_fast.decode_heatmaps(src, method=method, backend="torch"), method, exact_coords=True)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("backend", ["cuda", "triton"])
-def test_gpu_contiguous_beyond_2_31_elements(backend):
-    _skip_unavailable(backend, "cuda")
-    _big_contiguous("cuda", backend)
 
 
 @pytest.mark.gpu
@@ -670,63 +538,12 @@ def test_gpu_cuda_dark_udp_at_the_shared_memory_boundary(method, h, w):
     hm, _ = random_heatmaps(3, 17, h, w, seed=27, dtype=torch.float16, device="cuda")
     fl, _ = random_heatmaps(3, 17, h, w, seed=28, dtype=torch.float16, device="cuda")
     center, scale = random_box(3, 29, device="cuda")
-    assert D.resolve_backend(hm, method) == "cuda"
+    assert D.resolve_backend(hm, method).name == "cuda"
     for kw in ({}, dict(flipped=fl, flip_pairs=hrnet_fast.COCO_FLIP_PAIRS)):
         ours = hrnet_fast.decode_heatmaps(hm, center, scale, method=method, backend="cuda", **kw)
         torch.cuda.synchronize()  # a failed launch shows here, not in a later test
         kw32 = {**kw, "flipped": fl.float()} if kw else {}
         ref = hrnet_fast.decode_heatmaps(hm.float(), center, scale, method=method, backend="torch", **kw32)
-        _compare(ours, ref, method, exact_coords=False)
+        compare_decoded(ours, ref, method, exact_coords=False)
 
 
-_COMPILE_SCRIPT = r"""
-from _triton_compile import Case, compile_all
-import hrnet_fast
-kern = hrnet_fast._backends.triton_kernels("decode_heatmaps")
-NAMES = {0: "argmax", 1: "quarter", 2: "dark", 3: "udp"}
-cases = []
-for h, w, k in ((64, 48, 17), (96, 72, 17), (64, 64, 16)):  # COCO 256x192, COCO 384x288, MPII 256x256
-    for method in (0, 1, 2, 3):
-        for flip in (False, True):
-            for dt in ("fp32", "fp16", "bf16"):
-                # Flags that change a few instructions, not the code size, take turns instead of
-                # multiplying the grid: heatmap coordinates (no box) at the MPII size; shift=False for
-                # bf16 with flip; a strided (not flat) input for bf16 without flip.
-                box = (h, w) != (64, 64)
-                shift = not (flip and dt == "bf16")
-                flat = not flip and dt != "bf16"
-                hs_h = w if flat or flip else w + 8
-                for ks in ((11, 17) if (method, flip, dt, h, w) == (2, True, "fp32", 64, 48) else (11,)):
-                    name, consts, warps = kern.launch_config(method, h, w, ks, flip, shift, box, flat)
-                    strides = dict(K=k, hs_n=k * h * hs_h, hs_k=h * hs_h, hs_h=hs_h)
-                    strides.update(fs_n=strides["hs_n"], fs_k=strides["hs_k"], fs_h=strides["hs_h"])
-                    sig = dict({n: "i32" for n in strides}, h_ptr="*" + dt, f_ptr="*" + dt,
-                               perm_ptr="*i64" if flip else "*" + dt, center_ptr="*fp32", scale_ptr="*fp32",
-                               w_ptr="*fp32", scratch_ptr="*fp32", coords_ptr="*fp32", maxv_ptr="*fp32")
-                    aligned = tuple(n for n in sig if n.endswith("_ptr")) + tuple(n for n, v in strides.items() if v % 16 == 0)
-                    label = (f"{NAMES[method]:7s} {dt} {h}x{w} flip={flip:d} box={box:d} shift={shift:d} flat={flat:d} "
-                             f"ks={ks if method >= 2 else '-'} warps={warps} "
-                             + " ".join(f"{c}={consts[c]}" for c in ("BLOCK", "TR", "BW") if c in consts))
-                    cases.append(Case(label, "decode_heatmaps", name, sig, consts, aligned, warps))
-print("cases", len(cases), flush=True)
-compile_all(cases)
-"""
-
-
-@pytest.mark.slow
-def test_triton_kernels_compile_for_sm90():
-    """Compile (not run) for sm_90, through ptxas, every specialisation the launcher makes for inputs that
-    ``auto`` can send to the Triton backend: each method, with and without flip, fp32/fp16/bf16 heatmaps,
-    the 64x48, 96x72 and 64x64 heatmap sizes with their tile sizes, plus a 17-tap blur (two
-    neighbourhood chunks). Each compile is timed (printed: ``pytest -s``) and must take at most 30 s (the
-    H200 once spent more than 45 s in ptxas on one). In a subprocess without the interpreter, with an
-    empty Triton cache, one compile per core at a time (58 s for all 73 on this 2-core machine)."""
-    from _triton_compile import compile_script_or_skip, parse_compiled
-
-    out = compile_script_or_skip(_COMPILE_SCRIPT, timeout=900)
-    print(out)
-    times = parse_compiled(out)
-    expected = int(out.split("cases ", 1)[1].split()[0])
-    assert expected == 3 * 4 * 2 * 3 + 1 and len(times) == expected, out
-    slow = {label: t for label, t in times.items() if t > 30.0}
-    assert not slow, f"specialisations that took more than 30 s to compile: {slow}"

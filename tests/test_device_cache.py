@@ -8,18 +8,16 @@ gpu-marked tests run the same on a GPU.
 """
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import torch
 
 import hrnet_fast
-from hrnet_fast.ops import _device_cache
+from hrnet_fast.ops import OPS, _device_cache
 from hrnet_fast.ops._device_cache import DeviceCache
 
-# the modules (the package attributes of the same names are the functions)
-crop_module = importlib.import_module("hrnet_fast.ops.crop_boxes")
-decode_module = importlib.import_module("hrnet_fast.ops.decode_heatmaps")
+# the ops' modules (the package attributes of the same names are the ops)
+crop_module = OPS["crop_boxes"].module
+decode_module = OPS["decode_heatmaps"].module
 
 CUDA0 = torch.device("cuda", 0)
 

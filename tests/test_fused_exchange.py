@@ -3,53 +3,30 @@
 CPU runs cover torch, cpp and triton (under TRITON_INTERPRET=1, set by conftest.py; small shapes, the
 interpreter is slow). cuda and triton on CUDA tensors are gpu-marked and skipped without a GPU.
 Outputs are poisoned with NaN before every compiled kernel runs (HRNET_FAST_POISON_OUTPUTS=1), so an
-element a kernel fails to write fails the comparison.
+element a kernel fails to write fails the comparison. The contract every op keeps (opcheck of the forward
+and backward ops, the poison hook itself, int64 offsets, the sm_90 compile of the Triton kernels) is tested
+for all ops in test_op_contract.py.
 """
 from __future__ import annotations
-
-import importlib
-import math
-from typing import Optional, Sequence, Tuple
 
 import pytest
 import torch
 
 from hrnet_fast import _backends
-from hrnet_fast.ops import fused_exchange, fused_exchange_reference
+from hrnet_fast.ops import OPS, fused_exchange, fused_exchange_reference
 from hrnet_fast.ops.fused_exchange import resolve_backend
 
 from _golden import assert_close_rel
+from _op_inputs import make_inputs, with_fp32_params
 from _support import HAS_EXT, needs_ext, needs_interp
+
+fe = OPS["fused_exchange"].module  # the op's module (hrnet_fast.ops.fused_exchange is the op)
 
 # (dtype, relative tolerance on the max error / max magnitude)
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 
 
-@pytest.fixture(autouse=True)
-def _poison(monkeypatch):
-    monkeypatch.setenv("HRNET_FAST_POISON_OUTPUTS", "1")
-
-
-# A low input: (channels C_j or None for "C, no weight", scale s, has_bias)
-Spec = Tuple[Optional[int], int, bool]
-
-
-def make_inputs(n: int, c: int, h: int, w: int, specs: Sequence[Spec], dtype=torch.float32, device="cpu",
-                channels_last=False, seed=0):
-    """Fresh random base (n, c, h, w), lows, weights (scaled like a trained 1x1 conv) and biases."""
-    g = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype=dtype, device=device)
-
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    base = rnd(n, c, h, w).contiguous(memory_format=fmt)
-    lows, weights, biases = [], [], []
-    for cj, s, has_b in specs:
-        lows.append(rnd(n, cj or c, h // s, w // s).contiguous(memory_format=fmt))
-        weights.append(None if cj is None else rnd(c, cj, scale=1 / math.sqrt(cj)))
-        biases.append(rnd(c) if has_b else None)
-    return base, lows, weights, biases
+pytestmark = pytest.mark.usefixtures("poison_outputs")
 
 
 def grads(fn, base, lows, weights, biases, relu, seed=1, upstream=None):
@@ -112,19 +89,11 @@ def reference_grads_given_output(out, inputs, relu, seed=1):
     return rg
 
 
-def _fp32_params(inputs):
-    """The same inputs with the weights and biases widened to float32 (exactly: they were rounded to the
-    inputs' dtype), as the inference plan may prepare them beside 16-bit activations."""
-    base, lows, weights, biases = inputs
-    return [base, lows, [None if t is None else t.float() for t in weights],
-            [None if t is None else t.float() for t in biases]]
-
-
 def check_against_reference(backend, device, dtype, channels_last, case, relu=True, fp32_params=False):
     n, c, h, w, specs = case
     inputs = make_inputs(n, c, h, w, specs, dtype=dtype, device=device, channels_last=channels_last)
     if fp32_params:
-        inputs = _fp32_params(inputs)
+        inputs = with_fp32_params(inputs)
     out, g = grads(_run(backend), *inputs, relu)
     # The reference in float64 (same inputs): the spec, with no rounding of its own to blur the check.
     ref, _ = grads(_ref, *_double(inputs), relu)
@@ -286,24 +255,6 @@ def test_gpu_many_lows_and_relu_off(backend):
     check_against_reference(backend, "cuda", torch.float16, True, case)
 
 
-@pytest.mark.gpu
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", ["cuda", "triton"])
-def test_gpu_int64_offsets(backend):
-    # N*C*H*W > 2**31: compare the far corner (where 32-bit offsets would wrap) with the reference on a
-    # crop; nearest upsampling by s commutes with cropping at multiples of s.
-    n, c, h, w = 1, 32, 8192, 8256
-    assert n * c * h * w > 2**31
-    base = torch.randn(n, c, h, w, device="cuda", dtype=torch.float16)
-    low = torch.randn(n, 16, h // 2, w // 2, device="cuda", dtype=torch.float16)
-    wt = torch.randn(c, 16, device="cuda", dtype=torch.float16) / 4
-    out = fused_exchange(base, [low], [wt], None, backend=backend)
-    crop = fused_exchange_reference(base[..., -64:, -64:].float(), [low[..., -32:, -32:].float()], [wt.float()])
-    assert_close_rel(out[..., -64:, -64:], crop, TOL[torch.float16], f"{backend} far corner")
-    del out
-    torch.cuda.empty_cache()
-
-
 @pytest.mark.parametrize("backend", [
     "torch",
     pytest.param("cpp", marks=needs_ext),
@@ -352,50 +303,6 @@ def test_torch_gradcheck_float64():
         lambda b, l, w, bi: fused_exchange(b, [l], [w], [bi], backend="torch"), tuple(leaves), eps=1e-6, atol=1e-8)
 
 
-def _opcheck_args(device, dtype, channels_last, fp32_params=False):
-    base, lows, ws, bs = make_inputs(2, 16, 8, 8, [(24, 2, True), (None, 4, False)], dtype=dtype, device=device,
-                                     channels_last=channels_last)
-    if fp32_params:
-        base, lows, ws, bs = _fp32_params((base, lows, ws, bs))
-    empty = base.new_empty((0,))
-    ws = [empty if t is None else t for t in ws]
-    bs = [empty if t is None else t for t in bs]
-    for t in [base, *lows, ws[0], bs[0]]:
-        t.requires_grad_(True)
-    return base, lows, ws, bs
-
-
-@needs_ext
-@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
-def test_opcheck_cpp(channels_last):
-    base, lows, ws, bs = _opcheck_args("cpu", torch.float32, channels_last)
-    torch.library.opcheck(torch.ops.hrnet_fast.fused_exchange.default, (base, lows, ws, bs, True))
-    out = torch.ops.hrnet_fast.fused_exchange(base, lows, ws, bs, True).detach()
-    grad = torch.randn_like(out)
-    torch.library.opcheck(torch.ops.hrnet_fast.fused_exchange_backward.default, (grad, out, [t.detach() for t in lows], True))
-
-
-@needs_interp
-@pytest.mark.parametrize("dtype", ["float32", "float16+fp32_params"])
-def test_opcheck_triton_interpreter(dtype):
-    fp32_params = dtype != "float32"
-    base, lows, ws, bs = _opcheck_args("cpu", torch.float16 if fp32_params else torch.float32, False, fp32_params)
-    torch.library.opcheck(torch.ops.hrnet_fast.fused_exchange_triton.default, (base, lows, ws, bs, True))
-    out = torch.ops.hrnet_fast.fused_exchange_triton(base, lows, ws, bs, True).detach()
-    torch.library.opcheck(torch.ops.hrnet_fast.fused_exchange_triton_backward.default,
-                          (torch.randn_like(out), out, [t.detach() for t in lows], True))
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("op", ["fused_exchange", "fused_exchange_triton"])
-@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
-@pytest.mark.parametrize("dtype", ["float32", "float16+fp32_params", "bfloat16+fp32_params"])
-def test_opcheck_gpu(op, channels_last, dtype):
-    fp32_params = dtype != "float32"
-    base, lows, ws, bs = _opcheck_args("cuda", getattr(torch, dtype.split("+")[0]), channels_last, fp32_params)
-    torch.library.opcheck(getattr(torch.ops.hrnet_fast, op).default, (base, lows, ws, bs, True))
-
-
 @needs_ext
 def test_compile_op_fullgraph():
     base, lows, ws, bs = make_inputs(2, 8, 8, 8, [(16, 2, True), (None, 4, False)])
@@ -413,8 +320,8 @@ def test_compile_op_fullgraph():
 
 def test_auto_backend_selection():
     x32 = torch.randn(1, 4, 4, 4)
-    assert resolve_backend(x32, "auto") == ("cpp" if HAS_EXT else "torch")
-    assert resolve_backend(x32.half(), "auto") == "torch"  # no CPU fp16 kernel: the reference
+    assert resolve_backend(x32, "auto").name == ("cpp" if HAS_EXT else "torch")
+    assert resolve_backend(x32.half(), "auto").name == "torch"  # no CPU fp16 kernel: the reference
     if HAS_EXT:
         with pytest.raises(RuntimeError, match="cpp.*float16"):
             fused_exchange(x32.half(), [], backend="cpp")
@@ -434,7 +341,6 @@ def _fresh_resolver():
 
 def test_triton_bfloat16_needs_sm80(monkeypatch):
     # tl.dot has no bfloat16 tensor-core path before sm_80: the table says so for a fake T4 (sm_75)
-    fe = importlib.import_module("hrnet_fast.ops.fused_exchange")
     reasons = fe.SUPPORT.backends["triton"].reasons
     asked = []
 
@@ -459,20 +365,19 @@ def test_triton_bfloat16_needs_sm80(monkeypatch):
 def test_auto_takes_cuda_then_triton_and_no_triton_bfloat16_on_a_t4(monkeypatch, _fresh_resolver):
     # A fake CUDA machine (every backend available, sm_75): auto takes cuda first (until a GPU
     # measurement says otherwise); with cuda gone it takes triton for float16 but not for bfloat16.
-    fe = importlib.import_module("hrnet_fast.ops.fused_exchange")
     status = {name: {"available": True, "reason": "fake"} for name in _backends.BACKENDS}
     monkeypatch.setattr(_backends, "backends", lambda: status)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     gpu = torch.device("cuda", 0)
     assert fe.SUPPORT.order["cuda"] == ("cuda", "triton", "torch")
-    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.bfloat16) == "cuda"
-    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.float16) == "cuda"
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.bfloat16).name == "cuda"
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.float16).name == "cuda"
     with pytest.raises(RuntimeError, match=r"backend 'triton' cannot run these inputs: .*bfloat16 before sm_80"):
         _backends.resolve(fe.SUPPORT, "triton", gpu, torch.bfloat16)
     status["cuda"] = {"available": False, "reason": "fake: no CUDA kernels"}
     _backends.clear_cache()
-    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.float16) == "triton"
-    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.bfloat16) == "torch"
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.float16).name == "triton"
+    assert _backends.resolve(fe.SUPPORT, "auto", gpu, torch.bfloat16).name == "torch"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -485,7 +390,7 @@ def test_torch_fp32_params_are_the_rounded_ones(dtype):
     # give exactly the 16-bit result and gradients (the parameters' gradients come back as float32).
     inputs = make_inputs(2, 8, 8, 8, [(4, 2, True), (None, 4, True)], dtype=dtype, seed=5)
     out16, g16 = grads(_run("torch"), *inputs, True)
-    out32, g32 = grads(_run("torch"), *_fp32_params(inputs), True)
+    out32, g32 = grads(_run("torch"), *with_fp32_params(inputs), True)
     assert out32.dtype == dtype and torch.equal(out32, out16)
     for (name, a), (_, b) in zip(g32, g16):
         want = torch.float32 if name.startswith(("weights", "biases")) else dtype
@@ -658,23 +563,6 @@ def test_bad_input_cpp_backward_and_dtype():
         torch.ops.hrnet_fast.fused_exchange(out.half(), [], [], [], True)
 
 
-@needs_interp
-@pytest.mark.parametrize("kernel", ["_upsample_sum_kernel", "_conv1x1_kernel"])
-def test_poisoned_outputs_show_unwritten_elements(monkeypatch, kernel):
-    # The poison hook itself: with a forward kernel's launch skipped, every element stays NaN (the fp32
-    # buffer of the low-resolution 1x1 convolution is poisoned too), so the comparisons above would fail
-    # on any element a kernel does not write.
-    mod = _backends.triton_kernels("fused_exchange")
-
-    class _NoLaunch:
-        def __getitem__(self, grid):
-            return lambda *args, **kwargs: None
-
-    monkeypatch.setattr(mod, kernel, _NoLaunch())
-    base, lows, ws, bs = make_inputs(1, 16, 4, 4, [(16, 2, True)])
-    assert fused_exchange(base, lows, ws, bs, backend="triton").isnan().all()
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 @pytest.mark.parametrize("case", ["batch", "not_pow2", "dtype", "weight_shape", "bias_shape", "anisotropic"])
@@ -696,52 +584,3 @@ def test_mixed_devices_gpu(backend):
         fused_exchange(base, [torch.randn(2, 4, 4, 4, device="cuda")], [torch.randn(8, 4)], backend=backend)
 
 
-_COMPILE_SCRIPT = r'''
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-import hrnet_fast
-kern = hrnet_fast._backends.triton_kernels("fused_exchange")
-
-def signature(fn, dtype, consts, ptrs):
-    # pointers: dtype unless named in ptrs; batch strides and flat counts may pass 2**31 (i64)
-    wide = ("total_p", "total_q", "b_sn", "o_sn", "l_sn", "z_sn", "z0_sn", "z1_sn", "z2_sn", "g_sn", "d_sn", "p_sn")
-    return {n: "constexpr" if n in consts else ptrs.get(n, dtype) if n.endswith("_ptr") else "i64" if n in wide
-            else "i32" for n in fn.arg_names}
-
-conv = dict(HAS_B=True, DENSE=True, BLOCK_Q=64, BLOCK_C=64, BLOCK_K=32, PRECISION="tf32")
-up = dict(NUM_LOWS=3, LOG2S0=1, HAS_B0=False, LOG2S1=2, HAS_B1=False, LOG2S2=3, HAS_B2=True, RELU=True,
-          BLOCK_X=16, BLOCK_C=128)
-z = {"z_ptr": "*fp32"}
-cases = [
-    (kern._conv1x1_kernel, "*fp16", conv, z),
-    (kern._conv1x1_kernel, "*fp16", dict(conv, DENSE=False), dict(z, w_ptr="*fp32", b_ptr="*fp32")),
-    (kern._conv1x1_kernel, "*bf16", conv, z),
-    (kern._conv1x1_kernel, "*bf16", dict(conv, HAS_B=False), dict(z, w_ptr="*fp32")),
-    (kern._conv1x1_kernel, "*fp32", dict(conv, DENSE=False, BLOCK_Q=16, BLOCK_C=32, BLOCK_K=16, PRECISION="ieee"), z),
-    # two fp32 1x1-conv buffers and a low without a weight (16-bit, with its bias)
-    (kern._upsample_sum_kernel, "*fp16", up, {"z0_ptr": "*fp32", "z1_ptr": "*fp32"}),
-    (kern._upsample_sum_kernel, "*bf16", dict(up, NUM_LOWS=1, BLOCK_X=64, BLOCK_C=64), {"z0_ptr": "*fp32"}),
-    (kern._upsample_sum_kernel, "*fp32", dict(up, RELU=False, BLOCK_X=8, BLOCK_C=16), {}),
-    # chained passes of a 16-bit output: 16-bit base into the fp32 partial sum, and back
-    (kern._upsample_sum_kernel, "*fp16", dict(up, RELU=False), {"out_ptr": "*fp32", "z0_ptr": "*fp32", "z1_ptr": "*fp32"}),
-    (kern._upsample_sum_kernel, "*fp16", dict(up, NUM_LOWS=1), {"base_ptr": "*fp32", "z0_ptr": "*fp32"}),
-    (kern._relu_mask_kernel, "*fp16", dict(RELU=True, BLOCK_P=64, BLOCK_C=64), {}),
-    (kern._block_sum_kernel, "*bf16", dict(S=4, BLOCK_Q=64, BLOCK_C=64), {}),
-]
-for fn, dtype, consts, ptrs in cases:
-    compiled = triton.compile(ASTSource(fn=fn, signature=signature(fn, dtype, consts, ptrs), constexprs=consts),
-                              target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-    assert compiled.asm.get("cubin"), (fn.__name__, consts)
-    print("compiled", fn.__name__, dtype)
-'''
-
-
-@pytest.mark.slow
-def test_triton_kernels_compile_for_sm90():
-    """Compile (not run) the forward and backward Triton kernels for sm_90 in fp16/bf16/fp32 (fp32 weights
-    beside 16-bit activations too), so a GPU-only compile error (tl.dot shapes, dtypes) shows on a machine
-    without a GPU."""
-    from _triton_compile import compile_script_or_skip
-
-    assert compile_script_or_skip(_COMPILE_SCRIPT).count("compiled") == 12

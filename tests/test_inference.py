@@ -216,9 +216,7 @@ def test_plan_matches_the_folded_module_forward(tiny):
 
 @needs_ext
 def test_plan_runs_the_fused_op_and_the_fused_convs(tiny, monkeypatch):
-    import importlib
-
-    fe = importlib.import_module("hrnet_fast.ops.fused_exchange")
+    fe = hrnet_fast.ops.OPS["fused_exchange"].module
     fast = hrnet_fast.optimize(tiny)
     calls = []
     real = torch.ops.hrnet_fast.fused_exchange.default

@@ -3,16 +3,15 @@ backward, NaN outputs under the ReLU mask, gradients through decoding, degenerat
 channels, and sizes a backend cannot run (which ``auto`` must then not pick)."""
 from __future__ import annotations
 
-import importlib
 import math
 
 import pytest
 import torch
 
 import hrnet_fast
-from hrnet_fast.ops import fused_exchange
+from hrnet_fast.ops import OPS, fused_exchange
 
-D = importlib.import_module("hrnet_fast.ops.decode_heatmaps")  # the module (the package attribute is the function)
+D = OPS["decode_heatmaps"].module  # the op's module (hrnet_fast.ops.decode_heatmaps is the op)
 
 from _support import needs_ext, needs_interp
 

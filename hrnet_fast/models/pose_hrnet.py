@@ -124,10 +124,10 @@ class ExchangeUnit(nn.ModuleList):
         from ..ops.fused_exchange import resolve_backend
 
         # one resolution per forward (cached), shared by every output branch
-        name = resolve_backend(xs[0], self.backend)
-        if name == "torch" and self.backend == "auto":
+        backend = resolve_backend(xs[0], self.backend)
+        if backend.name == "torch" and self.backend == "auto":
             return self.reference_forward(xs)  # the official op order, not the fused formula in torch
-        return self.fused_forward(xs, name)
+        return self.fused_forward(xs, backend)
 
     def reference_forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
         """The official computation, op for op (summation order included)."""
@@ -140,9 +140,9 @@ class ExchangeUnit(nn.ModuleList):
             out.append(torch.relu(y))
         return out
 
-    def fused_forward(self, xs: List[torch.Tensor], backend: Optional[str] = None) -> List[torch.Tensor]:
+    def fused_forward(self, xs: List[torch.Tensor], backend=None) -> List[torch.Tensor]:
         """The same result through one :func:`~hrnet_fast.ops.fused_exchange` call per output branch
-        (``backend``: as resolved by the caller; None resolves ``self.backend`` here)."""
+        (``backend``: the entry the caller resolved; None resolves ``self.backend`` here)."""
         from ..ops.fused_exchange import _check_args, resolve_backend, run_backend
 
         if backend is None:

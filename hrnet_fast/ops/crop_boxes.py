@@ -367,9 +367,9 @@ def _fake_output(images, image_index, out_h, out_w, dtype, channels_last):
     return torch.empty((image_index.shape[0], 3, out_h, out_w), dtype=dtype, device=images.device, memory_format=fmt)
 
 
-_CPP_OP = None
+_CPP_OP = None  # the C++ op (CPU and CUDA kernels), bound once: a torch.ops lookup costs ~0.3 us a call
 if _backends.extension() is not None and hasattr(torch.ops.hrnet_fast, "crop_boxes"):
-    _CPP_OP = torch.ops.hrnet_fast.crop_boxes
+    _CPP_OP = torch.ops.hrnet_fast.crop_boxes.default
 
     @torch.library.register_fake("hrnet_fast::crop_boxes")
     def _crop_fake(images, image_meta, image_index, inv_affine, out_h, out_w, mean, std, swap_rb, dtype, channels_last):
@@ -405,22 +405,34 @@ def _crop_triton_fake(images, image_meta, image_index, inv_affine, out_h, out_w,
 # Backend selection (one table; hrnet_fast._backends.resolve decides from it). The dtype in the key is
 # the output dtype (the images are always uint8).
 # --------------------------------------------------------------------------------------------------
+# What runs each backend: ``run(flat, meta, image_index, inv_affine, out_h, out_w, mean, std, swap_rb, dtype,
+# channels_last)`` on packed, checked inputs: the signature of the reference and of both compiled ops.
+def _run_compiled(flat, meta, index, inv, out_h, out_w, mean, std, swap_rb, dtype, channels_last):  # cpp and cuda
+    return _CPP_OP(flat, meta, index, inv, out_h, out_w, mean, std, swap_rb, dtype, channels_last)
+
+
 SUPPORT = _backends.OpSupport(
     op=_OP,
     backends={
-        "torch": _backends.BackendSupport(),
-        "cpp": _backends.BackendSupport(devices=("cpu",), dtypes=_OUT_DTYPES, compiled_op="crop_boxes"),
-        "cuda": _backends.BackendSupport(devices=("cuda",), dtypes=_OUT_DTYPES, compiled_op="crop_boxes"),
-        "triton": _backends.BackendSupport(devices=("cuda", "cpu"), dtypes=_OUT_DTYPES),
+        "torch": _backends.BackendSupport(run=crop_boxes_reference),
+        "cpp": _backends.BackendSupport(devices=("cpu",), dtypes=_OUT_DTYPES, compiled_op="crop_boxes", run=_run_compiled),
+        "cuda": _backends.BackendSupport(devices=("cuda",), dtypes=_OUT_DTYPES, compiled_op="crop_boxes", run=_run_compiled),
+        "triton": _backends.BackendSupport(devices=("cuda", "cpu"), dtypes=_OUT_DTYPES, run=_crop_triton_op),
     },
     # GPU order not settled by a measurement yet: the CUDA kernel first, as for decoding.
     order={"cpu": ("cpp", "torch"), "cuda": ("cuda", "triton", "torch")},
 )
 
 
-def resolve_backend(device, dtype: torch.dtype = torch.float32, backend: str = "auto") -> str:
-    """The backend :func:`crop_boxes` uses for images on ``device`` and output ``dtype`` (cached)."""
-    return _backends.resolve(SUPPORT, backend, torch.device(device), dtype, ())
+def _resolve(device: torch.device, dtype: torch.dtype, backend: str) -> _backends.BackendSupport:
+    """The one place that builds the resolver's key (the output dtype; no extra key)."""
+    return _backends.resolve(SUPPORT, backend, device, dtype, ())
+
+
+def resolve_backend(device, dtype: torch.dtype = torch.float32, backend: str = "auto") -> _backends.BackendSupport:
+    """The backend entry :func:`crop_boxes` uses for images on ``device`` and output ``dtype`` (cached):
+    ``.name`` names it, ``.run(...)`` runs it (arguments as :func:`crop_boxes_reference`'s, checked)."""
+    return _resolve(torch.device(device), dtype, backend)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -527,16 +539,11 @@ def crop_boxes(
     _checks.check_values(_OP, index, c, s, r, n)
     _checks.check_output_size(_OP, m, out_h, out_w, dtype, device)
 
-    name = _backends.resolve(SUPPORT, backend, device, dtype, ())
+    run = _resolve(device, dtype, backend).run
     index = index.to(device=device, dtype=torch.int64, non_blocking=True)
     c = c.to(device, non_blocking=True)
     s = s.to(device, non_blocking=True)
     if r is not None:
         r = r.to(device, non_blocking=True)
     inv = _inverse_affine(c, s, r, out_h, out_w, udp).contiguous()
-    swap = color == "bgr"
-    if name == "torch":
-        return crop_boxes_reference(flat, meta, index, inv, out_h, out_w, mean_l, std_l, swap, dtype, channels_last)
-    if name == "triton":
-        return _crop_triton_op(flat, meta, index, inv, out_h, out_w, mean_l, std_l, swap, dtype, channels_last)
-    return _CPP_OP(flat, meta, index, inv, out_h, out_w, mean_l, std_l, swap, dtype, channels_last)
+    return run(flat, meta, index, inv, out_h, out_w, mean_l, std_l, color == "bgr", dtype, channels_last)

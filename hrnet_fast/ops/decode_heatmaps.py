@@ -355,9 +355,9 @@ def _fake_outputs(heatmaps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-_CPP_OP = None
+_CPP_OP = None  # the C++ op (CPU and CUDA kernels), bound once: a torch.ops lookup costs ~0.3 us a call
 if _backends.extension() is not None and hasattr(torch.ops.hrnet_fast, "decode_heatmaps"):
-    _CPP_OP = torch.ops.hrnet_fast.decode_heatmaps
+    _CPP_OP = torch.ops.hrnet_fast.decode_heatmaps.default
 
     @torch.library.register_fake("hrnet_fast::decode_heatmaps")
     def _decode_fake(heatmaps, flipped, flip_perm, center, scale, method, shift, blur_weights):
@@ -411,23 +411,43 @@ def _triton_reasons(device: torch.device, dtype: torch.dtype, method: int, h: in
     return [why] if why else []
 
 
+# What runs each backend: ``run(heatmaps, flipped, flip_perm, center, scale, method_code, shift, blur_kernel)``
+# on checked inputs (the reference's signature); the kernels take the blur weights, built once per device.
+def _run_compiled(heatmaps, flipped, perm, center, scale, code, shift, ksize):  # cpp and cuda: one op
+    weights = _blur_weights(ksize, heatmaps.device) if code >= METHODS["dark"] else None
+    return _CPP_OP(heatmaps, flipped, perm, center, scale, code, shift, weights)
+
+
+def _run_triton(heatmaps, flipped, perm, center, scale, code, shift, ksize):
+    weights = _blur_weights(ksize, heatmaps.device) if code >= METHODS["dark"] else None
+    return _decode_triton_op(heatmaps, flipped, perm, center, scale, code, shift, weights)
+
+
 SUPPORT = _backends.OpSupport(
     op=_OP,
     backends={
-        "torch": _backends.BackendSupport(),
-        "cpp": _backends.BackendSupport(devices=("cpu",), dtypes=_FLOAT_DTYPES, compiled_op="decode_heatmaps"),
+        "torch": _backends.BackendSupport(run=decode_heatmaps_reference),
+        "cpp": _backends.BackendSupport(devices=("cpu",), dtypes=_FLOAT_DTYPES, compiled_op="decode_heatmaps",
+                                        run=_run_compiled),
         "cuda": _backends.BackendSupport(devices=("cuda",), dtypes=_FLOAT_DTYPES, compiled_op="decode_heatmaps",
-                                         reasons=_cuda_reasons),
-        "triton": _backends.BackendSupport(devices=("cuda", "cpu"), dtypes=_FLOAT_DTYPES, reasons=_triton_reasons),
+                                         reasons=_cuda_reasons, run=_run_compiled),
+        "triton": _backends.BackendSupport(devices=("cuda", "cpu"), dtypes=_FLOAT_DTYPES, reasons=_triton_reasons,
+                                           run=_run_triton),
     },
     order={"cpu": ("cpp", "torch"), "cuda": ("cuda", "triton", "torch")},
 )
 
 
-def resolve_backend(heatmaps: torch.Tensor, method: str = "quarter", backend: str = "auto") -> str:
-    """The backend :func:`decode_heatmaps` uses for these heatmaps and method (cached)."""
-    key = (METHODS[method], int(heatmaps.shape[2]), int(heatmaps.shape[3]))
-    return _backends.resolve(SUPPORT, backend, heatmaps.device, heatmaps.dtype, key)
+def _resolve(heatmaps: torch.Tensor, code: int, backend: str) -> _backends.BackendSupport:
+    """The one place that builds the resolver's key: (method code, H, W)."""
+    return _backends.resolve(SUPPORT, backend, heatmaps.device, heatmaps.dtype,
+                             (code, int(heatmaps.shape[2]), int(heatmaps.shape[3])))
+
+
+def resolve_backend(heatmaps: torch.Tensor, method: str = "quarter", backend: str = "auto") -> _backends.BackendSupport:
+    """The backend entry :func:`decode_heatmaps` uses for these heatmaps and method (cached): ``.name``
+    names it, ``.run(...)`` runs it (arguments as :func:`decode_heatmaps_reference`'s, checked)."""
+    return _resolve(heatmaps, METHODS[method], backend)
 
 
 def decode_heatmaps(
@@ -489,13 +509,7 @@ def decode_heatmaps(
     if flipped is not None:
         flipped = flipped.detach()
 
-    name = _backends.resolve(SUPPORT, backend, device, heatmaps.dtype, (code, int(heatmaps.shape[2]), int(heatmaps.shape[3])))
-    if name == "torch":
-        return decode_heatmaps_reference(heatmaps, flipped, perm, center, scale, code, shift, ksize)
-    weights = _blur_weights(ksize, device) if code >= METHODS["dark"] else None
-    if name == "triton":
-        return _decode_triton_op(heatmaps, flipped, perm, center, scale, code, shift, weights)
-    return _CPP_OP(heatmaps, flipped, perm, center, scale, code, shift, weights)
+    return _resolve(heatmaps, code, backend).run(heatmaps, flipped, perm, center, scale, code, shift, ksize)
 
 
 def flip_merge(heatmaps: torch.Tensor, flipped: torch.Tensor, flip_pairs, shift: bool = True) -> torch.Tensor:

@@ -42,17 +42,31 @@ def _triton_reasons(device: torch.device, dtype: torch.dtype) -> List[str]:
     return []
 
 
+# What runs each backend: ``run(base, lows, ws, bs, relu)`` on checked arguments (lists; 2-d weights or
+# None; biases or None; see _check_args). The compiled ops take empty tensors for None (see _placeholders).
+def _run_torch(base, lows, ws, bs, relu):
+    return _reference(base, lows, ws, bs, relu)
+
+
+def _run_compiled(base, lows, ws, bs, relu):  # cpp and cuda: one op, registered for CPU and CUDA
+    return torch.ops.hrnet_fast.fused_exchange.default(base, lows, _placeholders(base, ws), _placeholders(base, bs), relu)
+
+
+def _run_triton(base, lows, ws, bs, relu):
+    return _triton_forward(base, lows, _placeholders(base, ws), _placeholders(base, bs), relu)
+
+
 SUPPORT = _backends.OpSupport(
     op=_OP,
     backends={
-        "torch": _backends.BackendSupport(),
+        "torch": _backends.BackendSupport(run=_run_torch),
         "cpp": _backends.BackendSupport(devices=("cpu",), dtypes=(torch.float32, torch.float64),
-                                        compiled_op="fused_exchange"),
+                                        compiled_op="fused_exchange", run=_run_compiled),
         "cuda": _backends.BackendSupport(devices=("cuda",),
                                          dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64),
-                                         compiled_op="fused_exchange"),
+                                         compiled_op="fused_exchange", run=_run_compiled),
         "triton": _backends.BackendSupport(devices=("cuda", "cpu"), dtypes=(torch.float16, torch.bfloat16, torch.float32),
-                                           reasons=_triton_reasons),
+                                           reasons=_triton_reasons, run=_run_triton),
     },
     # cuda first until a GPU measurement (kernel time under a graph against a copy of the same bytes) decides
     order={"cpu": ("cpp", "torch"), "cuda": ("cuda", "triton", "torch")},
@@ -185,11 +199,12 @@ def _reference(base: torch.Tensor, lows: List[torch.Tensor], ws: List[Optional[t
     return torch.relu(y) if relu else y
 
 
-def resolve_backend(base: torch.Tensor, backend: str = "auto") -> str:
-    """The backend :func:`fused_exchange` uses for ``base``'s device and dtype (raises when an explicit
-    ``backend`` cannot run it). Cached; under torch.compile it is a trace-time constant."""
+def resolve_backend(base: torch.Tensor, backend: str = "auto") -> _backends.BackendSupport:
+    """The backend entry :func:`fused_exchange` uses for ``base``'s device and dtype (raises when an
+    explicit ``backend`` cannot run it): ``.run(base, lows, ws, bs, relu)`` runs it on checked arguments,
+    ``.name`` names it. Cached; under torch.compile it is a trace-time constant."""
     if torch.compiler.is_compiling():
-        return _backends.resolve_traced(SUPPORT, backend, base.device, base.dtype)
+        return SUPPORT.backends[_backends.resolve_traced(SUPPORT, backend, base.device, base.dtype)]
     return _backends.resolve(SUPPORT, backend, base.device, base.dtype)
 
 
@@ -227,9 +242,13 @@ def _absent(t: torch.Tensor) -> bool:
 
 def _placeholders(base: torch.Tensor, ts: Sequence[Optional[torch.Tensor]]) -> List[torch.Tensor]:
     """Replace None by an empty (0,) tensor. The ops take Tensor[] rather than Tensor?[]: torch.library's
-    autograd registration treats a list holding None as a constant and would route no gradient into it."""
-    empty = base.new_empty((0,))
-    return [empty if t is None else t for t in ts]
+    autograd registration treats a list holding None as a constant and would route no gradient into it.
+    A list without None is returned as it is (no allocation per call)."""
+    for t in ts:
+        if t is None:
+            empty = base.new_empty((0,))
+            return [empty if t is None else t for t in ts]
+    return list(ts) if isinstance(ts, tuple) else ts
 
 
 def _setup_context(ctx, inputs, output):
@@ -380,16 +399,12 @@ def fused_exchange(
     when base is channels_last. Differentiable with respect to base, lows, weights and biases.
     """
     lows, ws, bs = _check_args(base, lows, weights, biases)
-    return run_backend(resolve_backend(base, backend), base, lows, ws, bs, bool(relu))
+    return resolve_backend(base, backend).run(base, lows, ws, bs, bool(relu))
 
 
-def run_backend(name: str, base: torch.Tensor, lows: List[torch.Tensor], ws: List[Optional[torch.Tensor]],
-                bs: List[Optional[torch.Tensor]], relu: bool) -> torch.Tensor:
-    """Run backend ``name`` (as resolved) on checked arguments: no checks, no resolution. For callers that
-    have done both once, e.g. :class:`~hrnet_fast.ExchangeUnit` per forward."""
-    if name == "torch":
-        return _reference(base, lows, ws, bs, relu)
-    ws, bs = _placeholders(base, ws), _placeholders(base, bs)
-    if name == "triton":
-        return _triton_forward(base, lows, ws, bs, relu)
-    return torch.ops.hrnet_fast.fused_exchange(base, lows, ws, bs, relu)
+def run_backend(backend: _backends.BackendSupport, base: torch.Tensor, lows: List[torch.Tensor],
+                ws: List[Optional[torch.Tensor]], bs: List[Optional[torch.Tensor]], relu: bool) -> torch.Tensor:
+    """Run ``backend`` (an entry of :data:`SUPPORT`, as :func:`resolve_backend` returns it) on checked
+    arguments: no checks, no resolution. For callers that have done both once, e.g.
+    :class:`~hrnet_fast.ExchangeUnit` per forward."""
+    return backend.run(base, lows, ws, bs, relu)
