@@ -15,14 +15,15 @@ registered too, so ``torch.library.opcheck`` passes and ``torch.compile(fullgrap
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .. import _backends
 
-__all__ = ["SUPPORT", "fused_exchange", "fused_exchange_reference", "resolve_backend", "run_backend"]
+__all__ = ["SUPPORT", "PreparedExchange", "fused_exchange", "fused_exchange_reference", "prepare", "resolve_backend",
+           "run_backend"]
 
 _OP = "fused_exchange"
 
@@ -385,11 +386,165 @@ def fused_exchange(
 
 def run_backend(name: str, base: torch.Tensor, lows: List[torch.Tensor], ws: List[Optional[torch.Tensor]],
                 bs: List[Optional[torch.Tensor]], relu: bool) -> torch.Tensor:
-    """Run backend ``name`` (as resolved) on checked arguments: no checks, no resolution. For callers that
-    have done both once, e.g. :class:`~hrnet_fast.ExchangeUnit` per forward."""
-    if name == "torch":
-        return _reference(base, lows, ws, bs, relu)
-    ws, bs = _placeholders(base, ws), _placeholders(base, bs)
-    if name == "triton":
-        return _triton_forward(base, lows, ws, bs, relu)
-    return torch.ops.hrnet_fast.fused_exchange(base, lows, ws, bs, relu)
+    """Run backend ``name`` (as resolved) on checked arguments: no checks, no resolution."""
+    return _backend_call(name, base, ws, bs, relu)(base, lows)
+
+
+def _backend_name(resolved) -> str:
+    """The name of a resolved backend: the one place that turns what the resolver returns into a name."""
+    return getattr(resolved, "name", resolved)
+
+
+def _backend_call(backend, base: torch.Tensor, ws: List[Optional[torch.Tensor]], bs: List[Optional[torch.Tensor]],
+                  relu: bool):
+    """``call(base, lows)`` running ``backend`` (a resolved name, or an op overload to trace) on these weights
+    and biases, which are kept as the backend takes them (the compiled ops' placeholder lists made once)."""
+    if backend == "torch":
+        return lambda b, lows: _reference(b, lows, ws, bs, relu)
+    wp, bp = _placeholders(base, ws), _placeholders(base, bs)
+    if not isinstance(backend, str):
+        op = backend  # an op overload given to prepare(op=...): only its fake kernel runs (export)
+    elif backend == "triton":
+        op = _triton_forward
+    else:  # cpp and cuda: one C++ op, dispatched on the device
+        op = torch.ops.hrnet_fast.fused_exchange.default
+    return lambda b, lows: op(b, lows, wp, bp, relu)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The prepared call: weights fixed, the backend bound once per (device, dtype) of the inputs
+
+
+def _tracing() -> bool:
+    """True while torch.compile / torch.export / torch.jit / ONNX export trace (shapes may be symbolic)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return True
+    onnx = getattr(torch, "onnx", None)
+    return bool(onnx is not None and getattr(onnx, "is_in_onnx_export", lambda: False)())
+
+
+def _signature(base: torch.Tensor, lows: Sequence[torch.Tensor]) -> tuple:
+    """What a checked call fixes about its arguments: device, dtype and shape of base and of every low."""
+    return (base.device, base.dtype, base.shape, tuple((low.shape, low.dtype, low.device) for low in lows))
+
+
+class _Bound:
+    """One (device, dtype) binding: the call and the weights and biases converted for it."""
+
+    __slots__ = ("call", "weights", "biases")
+
+    def __init__(self, call, weights, biases):
+        self.call, self.weights, self.biases = call, weights, biases
+
+
+class PreparedExchange:
+    """``prepared(base, lows)``: :func:`fused_exchange` with its weights, biases, ``relu`` and ``backend``
+    fixed (made by :func:`prepare`).
+
+    Per (device, dtype) of ``base``, the first call binds once what every later call would otherwise redo:
+    the backend (resolved for that device and dtype), the weights converted to it (2-d, contiguous; the
+    biases in float32 for the 16-bit cuda backend, which adds them into its float32 accumulator) and the
+    compiled ops' placeholder lists. The arguments are checked in full on the first call of each shape
+    signature (shapes, dtypes and devices of base and lows); later calls of a signature run the kernel
+    directly. While torch.compile / torch.export trace, every call is checked and nothing is cached.
+
+    Weights that require grad stay differentiable (a conversion is recorded once, at binding): for
+    training, prepare per step or call :func:`fused_exchange`. ``op`` (for export): an op overload called
+    instead of a resolved backend, traced by its fake kernel whatever this machine can run.
+    """
+
+    _MAX_SIGNATURES = 64  # shape signatures remembered as checked (a model sees a few; bounded anyway)
+
+    def __init__(self, weights: Weights, biases: Weights = None, relu: bool = True, backend: str = "auto", op=None):
+        if backend != "auto" and backend not in _backends.BACKENDS:
+            raise ValueError(f"{_OP}.prepare: backend must be 'auto' or one of {list(_backends.BACKENDS)}, got {backend!r}")
+        self.weights, self.biases = _check_params(weights, biases)
+        self.relu = bool(relu)
+        self.backend = backend
+        self._op = op
+        self._bound: Dict[Tuple[torch.device, torch.dtype], _Bound] = {}
+        self._checked: set = set()
+
+    def __call__(self, base: torch.Tensor, lows: Sequence[torch.Tensor]) -> torch.Tensor:
+        if _tracing():
+            bound = self._bind(base)
+            lows, _, _ = _check_args(base, lows, bound.weights, bound.biases)
+            return bound.call(base, lows)
+        try:  # the common case: a signature seen (and checked) before
+            if _signature(base, lows) in self._checked:
+                return self._bound[(base.device, base.dtype)].call(base, lows)
+        except (AttributeError, KeyError, TypeError):  # unbound, or not tensors (the checks below say so)
+            pass
+        return self._first_call(base, lows)
+
+    def _first_call(self, base, lows):
+        """Bind for base's device and dtype if needed, check every argument, remember the signature."""
+        if not isinstance(base, torch.Tensor):
+            _check_args(base, lows, None, None)  # raises the op's TypeError naming base
+        key = (base.device, base.dtype)
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = self._bound[key] = self._bind(base)
+        lows, _, _ = _check_args(base, lows, bound.weights, bound.biases)
+        if len(self._checked) >= self._MAX_SIGNATURES:
+            self._checked.clear()
+        self._checked.add(_signature(base, lows))
+        return bound.call(base, lows)
+
+    def _bind(self, base: torch.Tensor) -> _Bound:
+        if self._op is not None:
+            name, backend = None, self._op
+        else:
+            name = backend = _backend_name(resolve_backend(base, self.backend))
+        b_dtype = torch.float32 if name == "cuda" and base.dtype in _HALF else base.dtype
+        ws = [None if w is None else w.to(device=base.device, dtype=base.dtype).contiguous() for w in self.weights]
+        bs = [None if b is None else b.to(device=base.device, dtype=b_dtype).contiguous() for b in self.biases]
+        return _Bound(_backend_call(backend, base, ws, bs, self.relu), ws, bs)
+
+    def __repr__(self) -> str:
+        return (f"PreparedExchange({len(self.weights)} lows, relu={self.relu}, backend={self.backend!r}, "
+                f"bound for {sorted(str(k) for k in self._bound)})")
+
+
+def _check_params(weights: Weights, biases: Weights) -> Tuple[List[Optional[torch.Tensor]], List[Optional[torch.Tensor]]]:
+    """Validate prepare()'s weights and biases on their own (the inputs' shapes come with the first call):
+    one entry per low, a (C, C_j) or (C, C_j, 1, 1) weight or None, a (C,) bias or None, one C for all.
+    Returns lists, weights 2-d."""
+    where = f"{_OP}.prepare"
+    for arg, value in (("weights", weights), ("biases", [] if biases is None else biases)):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{where}: {arg} must be a list/tuple with one entry (tensor or None) per low input, "
+                            f"got {type(value).__name__}")
+        for j, t in enumerate(value):
+            if t is not None and not (isinstance(t, torch.Tensor) and t.is_floating_point()):
+                raise TypeError(f"{where}: {arg}[{j}] must be a floating-point tensor or None, got "
+                                f"{getattr(t, 'dtype', type(t).__name__)}")
+    n = len(weights)
+    bs = [None] * n if biases is None else list(biases)
+    if len(bs) != n:
+        raise ValueError(f"{where}: biases must have one entry per weight: got {len(bs)} for {n} weights")
+    for j, w in enumerate(weights):
+        if w is not None and not (w.dim() == 2 or (w.dim() == 4 and tuple(w.shape[2:]) == (1, 1))):
+            raise ValueError(f"{where}: weights[{j}] must have shape (C, C_j) or (C, C_j, 1, 1), got {tuple(w.shape)}")
+        if bs[j] is not None and bs[j].dim() != 1:
+            raise ValueError(f"{where}: biases[{j}] must have shape (C,), got {tuple(bs[j].shape)}")
+    channels = {int(t.shape[0]) for t in list(weights) + bs if t is not None}
+    if len(channels) > 1:
+        raise ValueError(f"{where}: weights and biases disagree on the output channels C: {sorted(channels)}")
+    return [None if w is None else w.reshape(w.shape[0], w.shape[1]) for w in weights], bs
+
+
+def prepare(weights: Weights, biases: Weights = None, relu: bool = True, backend: str = "auto") -> PreparedExchange:
+    """:func:`fused_exchange` with fixed weights and biases, as a callable ``prepared(base, lows)``.
+
+    ``weights``: one entry per low input, a (C, C_j) or (C, C_j, 1, 1) tensor or None (that low already has
+    C channels); ``biases``: None or one (C,) tensor or None per low; ``relu`` and ``backend`` as in
+    :func:`fused_exchange`. The weights may sit on any device and in any floating dtype: each (device,
+    dtype) of the inputs gets its own converted copy, made on its first call (see
+    :class:`PreparedExchange`). ``prepared(base, lows)`` returns what
+    ``fused_exchange(base, lows, weights, biases, relu, backend)`` returns for the converted weights.
+
+    This is the one call of the exchange op for code that runs it repeatedly: the model's fused exchange
+    units, the frozen inference plan of :func:`hrnet_fast.optimize` and the ONNX plugin export.
+    """
+    return PreparedExchange(weights, biases, relu, backend)
