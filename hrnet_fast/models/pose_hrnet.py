@@ -87,12 +87,14 @@ class ExchangeUnit(nn.ModuleList):
     each output branch ``i``, ``ReLU(x_i + sum_{j<i} down_ij(x_j) + sum_{j>i} up(BN(conv1x1(x_j))))``.
 
     Fused (the default): per output branch, ``base = x_i + sum_{j<i} down_ij(x_j)`` runs as usual
-    (cuDNN / oneDNN convolutions), and one :func:`hrnet_fast.ops.fused_exchange` call does the rest. In
-    eval mode the 1x1 conv and its BN fold into (weights, biases), cached on the unit and refreshed when a
-    parameter or buffer changes; in train mode BN needs batch statistics, so conv + BN run at low
-    resolution in PyTorch and the fused op does upsample + sum + ReLU. With ``backend="auto"`` the
-    backend is chosen per call, and inputs no fused backend can run (e.g. float16 on the CPU) take the
+    (cuDNN / oneDNN convolutions), and one prepared :func:`hrnet_fast.ops.fused_exchange` call
+    (:func:`~hrnet_fast.ops.fused_exchange.prepare`) does the rest: the unit's inputs go to the op and from
+    it to the kernel. In eval mode the 1x1 conv and its BN fold into (weights, biases), cached on the unit
+    and refreshed when a parameter or buffer changes; in train mode BN needs batch statistics, so conv + BN
+    run at low resolution in PyTorch and the fused op does upsample + sum + ReLU. With ``backend="auto"``
+    the backend is chosen per call, and inputs no fused backend can run (e.g. float16 on the CPU) take the
     reference path. ``configure(fused=False)`` (or ``backend="torch"``) always takes the reference path.
+    :meth:`prepare` gives the prepared calls on the folded weights once, for a frozen model's plan.
     """
 
     def __init__(self, layers: Sequence[nn.ModuleList], num_inputs: int):

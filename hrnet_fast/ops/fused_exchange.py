@@ -15,7 +15,7 @@ registered too, so ``torch.library.opcheck`` passes and ``torch.compile(fullgrap
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -428,13 +428,8 @@ def _signature(base: torch.Tensor, lows: Sequence[torch.Tensor]) -> tuple:
     return (base.device, base.dtype, base.shape, tuple((low.shape, low.dtype, low.device) for low in lows))
 
 
-class _Bound:
-    """One (device, dtype) binding: the call and the weights and biases converted for it."""
-
-    __slots__ = ("call", "weights", "biases")
-
-    def __init__(self, call, weights, biases):
-        self.call, self.weights, self.biases = call, weights, biases
+# one (device, dtype) binding: the call and the weights and biases converted for it
+_Bound = NamedTuple("_Bound", [("call", Callable), ("weights", list), ("biases", list)])
 
 
 class PreparedExchange:
@@ -497,13 +492,20 @@ class PreparedExchange:
         else:
             name = backend = _backend_name(resolve_backend(base, self.backend))
         b_dtype = torch.float32 if name == "cuda" and base.dtype in _HALF else base.dtype
-        ws = [None if w is None else w.to(device=base.device, dtype=base.dtype).contiguous() for w in self.weights]
-        bs = [None if b is None else b.to(device=base.device, dtype=b_dtype).contiguous() for b in self.biases]
+        ws = [None if w is None else _converted(w, base.device, base.dtype) for w in self.weights]
+        bs = [None if b is None else _converted(b, base.device, b_dtype) for b in self.biases]
         return _Bound(_backend_call(backend, base, ws, bs, self.relu), ws, bs)
 
     def __repr__(self) -> str:
         return (f"PreparedExchange({len(self.weights)} lows, relu={self.relu}, backend={self.backend!r}, "
                 f"bound for {sorted(str(k) for k in self._bound)})")
+
+
+def _converted(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` on ``device`` in ``dtype``, contiguous: ``t`` itself when it already is (no op dispatched)."""
+    if t.device != device or t.dtype != dtype:
+        t = t.to(device=device, dtype=dtype)
+    return t if t.is_contiguous() else t.contiguous()
 
 
 def _check_params(weights: Weights, biases: Weights) -> Tuple[List[Optional[torch.Tensor]], List[Optional[torch.Tensor]]]:
@@ -531,7 +533,7 @@ def _check_params(weights: Weights, biases: Weights) -> Tuple[List[Optional[torc
     channels = {int(t.shape[0]) for t in list(weights) + bs if t is not None}
     if len(channels) > 1:
         raise ValueError(f"{where}: weights and biases disagree on the output channels C: {sorted(channels)}")
-    return [None if w is None else w.reshape(w.shape[0], w.shape[1]) for w in weights], bs
+    return [w.reshape(w.shape[0], w.shape[1]) if w is not None and w.dim() == 4 else w for w in weights], bs
 
 
 def prepare(weights: Weights, biases: Weights = None, relu: bool = True, backend: str = "auto") -> PreparedExchange:
