@@ -164,6 +164,16 @@ def test_load_state_dict_rebuilds_the_plan(tiny):
     assert_close_rel(_run(fast, x), _run(folded, x), 1e-5, "plan after load_state_dict")
 
 
+def test_a_data_parallel_replica_builds_its_own_plan(tiny):
+    # nn.DataParallel's replicas are shallow copies given their own modules: the original's plan would run
+    # the original's weights
+    fast = hrnet_fast.optimize(tiny)
+    replica = fast._replicate_for_data_parallel()
+    assert replica._inference_plan is None and fast.inference_plan() is not None
+    assert torch.equal(_run(replica, _x()), _run(fast, _x()))
+    assert replica.inference_plan() is not fast.inference_plan()
+
+
 def test_compile_of_a_copied_optimized_model(tiny):
     # the copy builds its plan when it is made, not inside the first (traced) call
     x = _x(n=1, seed=7)

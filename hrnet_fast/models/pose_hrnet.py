@@ -521,6 +521,11 @@ class PoseHighResolutionNet(nn.Module):
         # built now rather than on the first call, so that a first call under torch.compile finds it
         self._rebuild_plan()
 
+    def _replicate_for_data_parallel(self):
+        replica = super()._replicate_for_data_parallel()  # a shallow copy whose modules are replaced next
+        replica.__dict__["_inference_plan"] = None  # built for the replica's own modules on its first call
+        return replica
+
     def _apply(self, fn, *args, **kwargs):
         self.__dict__["_inference_plan"] = None
         out = super()._apply(fn, *args, **kwargs)
