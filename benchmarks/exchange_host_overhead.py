@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     model = hrnet_fast.pose_hrnet(args.config).eval()
     fast = hrnet_fast.optimize(model, channels_last=False, cuda_graphs=False)
     official = model.stage4[0].fuse_layers
-    plan_unit = fast._plan.stages[2][0].exchange
+    plan_unit = fast.inference_plan().exchange(fast.stage4[0].fuse_layers)
     chans = list(model.stage4_cfg["NUM_CHANNELS"])  # W32: 32, 64, 128, 256
     gen = torch.Generator().manual_seed(1)
     xs = [torch.randn(1, c, 8 >> i, 8 >> i, generator=gen) for i, c in enumerate(chans)]

@@ -17,7 +17,6 @@ submodule such as ``hrnet_fast.ops``) imports what it needs, including the op re
 """
 import importlib
 import sys
-import types
 from typing import TYPE_CHECKING
 
 from ._version import __version__  # noqa: F401 - a leaf module, read by pyproject.toml too
@@ -34,8 +33,9 @@ _LAZY = {
     "ExchangeUnit": ".models.pose_hrnet",
     "PoseHighResolutionNet": ".models.pose_hrnet",
     "pose_hrnet": ".models.pose_hrnet",
-    "fold_batchnorm": ".optimize",
-    "optimize": ".optimize",
+    "fold_batchnorm": "._optimize",
+    "fold_conv_bn": "._optimize",
+    "optimize": "._optimize",
     "COCO_FLIP_PAIRS": ".ops.decode_heatmaps",
     "MPII_FLIP_PAIRS": ".ops.decode_heatmaps",
     "decode_heatmaps": ".ops.decode_heatmaps",
@@ -58,6 +58,7 @@ __all__ = [
     "PoseHighResolutionNet",
     "backends",
     "fold_batchnorm",
+    "fold_conv_bn",
     "load_checkpoint",
     "normalize_state_dict",
     "optimize",
@@ -81,7 +82,7 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ below import
     from .estimator import PoseEstimator, PoseResult  # noqa: F401
     from .ops.crop_boxes import boxes_to_center_scale  # noqa: F401
     from .ops.decode_heatmaps import COCO_FLIP_PAIRS, MPII_FLIP_PAIRS, decode_heatmaps, flip_merge  # noqa: F401
-    from .optimize import fold_batchnorm, optimize  # noqa: F401
+    from ._optimize import fold_batchnorm, fold_conv_bn, optimize  # noqa: F401
 
 
 def __getattr__(name: str):
@@ -96,18 +97,3 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
-
-
-class _Package(types.ModuleType):
-    """The package module. Importing a submodule binds it as an attribute of its package; for
-    ``hrnet_fast.optimize`` that would replace the function of that name (the eager ``from .optimize
-    import optimize`` used to rebind it afterwards), so a submodule named like a public function binds
-    the function instead."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and name in _LAZY and value.__name__ == f"{__name__}.{name}":
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

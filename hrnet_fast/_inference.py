@@ -1,31 +1,36 @@
-"""The lean inference path behind :func:`hrnet_fast.optimize`: convolutions with fused epilogues and a plan
-that runs the network without per-call checks.
+"""The frozen model behind :func:`hrnet_fast.optimize`: one :class:`InferencePlan` per optimized model, holding
+everything prepared for inference, and convolutions with fused epilogues.
 
-``optimize()`` folds every BatchNorm, then :func:`freeze` turns the model into an inference-only one:
+``optimize()`` folds every BatchNorm and records what it was asked for as an :class:`InferenceConfig` (plain
+data) on the model; the model builds its plan from that config and its weights
+(``PoseHighResolutionNet.inference_plan()``). The plan is the one owner of the frozen state -- nothing is
+written onto the model's modules -- and it is derived: ``copy.deepcopy``, pickling and ``torch.save`` leave
+it out, and ``.to()``/``_apply``/``load_state_dict`` replace it, so it is never stale.
 
-* Every convolution becomes a :class:`FusedConv2d` (the same ``weight``/``bias`` parameters, so the
-  state_dict keys do not change) whose ``forward(x, residual=None, relu=False)`` computes
-  ``[relu](conv(x) [+ residual])`` as one library call where the library has one: on the CPU oneDNN's
-  fused convolutions with weights reordered once (``mkldnn._convolution_pointwise`` and its ``.binary``
-  overload, what inductor uses), on CUDA cuDNN's ``cudnn_convolution_relu`` /
-  ``cudnn_convolution_add_relu``; elsewhere the plain ops. The choice is made per shape class -- device,
-  dtype, size class, spatial size, batch class (powers of two), layout and epilogue: whether cuDNN has a
-  fused engine depends on all of them -- on the first call of that class, where the fused call is kept
-  only if it runs and agrees with the plain ops (a check that needs a host sync, so during a CUDA-graph
-  capture an undecided class runs the plain ops and is decided later, eagerly). A fused call that fails
-  later falls back to the plain ops for its class, for good. Under
-  ``torch.compile``/``torch.export``/ONNX export, or when the input requires grad, the plain ops run, so
-  traced graphs hold only standard ops.
-* An :class:`InferencePlan` holds, for the whole network, lists of those convolutions and of the exchange
-  units' prepared arguments (folded 1x1 weights and biases as plain tensors, the op's placeholder lists),
-  and runs them without ``nn.Module.__call__``, argument checks or backend resolution per call: the input
-  is checked once, at the model boundary. The backend of the fused exchange op is resolved once per
-  (device, dtype). Module hooks on submodules do not run in a frozen model.
+* Every convolution gets a :class:`FusedConv`, the plan's prepared call of it (sharing the conv's
+  ``weight``/``bias``): ``fused(x, residual=None, relu=False)`` computes ``[relu](conv(x) [+ residual])``
+  as one library call where the library has one: on the CPU oneDNN's fused convolutions with weights
+  reordered once (``mkldnn._convolution_pointwise`` and its ``.binary`` overload, what inductor uses), on
+  CUDA cuDNN's ``cudnn_convolution_relu`` / ``cudnn_convolution_add_relu``; elsewhere the plain ops. The
+  choice is made per shape class -- device, dtype, size class, spatial size, batch class (powers of two),
+  layout and epilogue: whether cuDNN has a fused engine depends on all of them -- on the first call of
+  that class, where the fused call is kept only if it runs and agrees with the plain ops (a check that
+  needs a host sync, so during a CUDA-graph capture an undecided class runs the plain ops and is decided
+  later, eagerly). A fused call that fails later falls back to the plain ops for its class, for good.
+  Under ``torch.compile``/``torch.export``/ONNX export, or when the input requires grad, the plain ops
+  run, so traced graphs hold only standard ops.
+* The plan runs the whole network as lists of those convolutions and of the exchange units' prepared op
+  calls (:func:`hrnet_fast.ops.fused_exchange.prepare` on the folded 1x1 weights: backend, converted
+  weights and placeholder lists bound once per device and dtype), without ``nn.Module.__call__`` or
+  backend resolution per call: the input is checked once, at the model boundary. Module hooks on
+  submodules do not run in a frozen model.
 * On CUDA, the branches of a stage and the output branches of an exchange unit run on separate streams
-  (:mod:`hrnet_fast._streams`), which CUDA-graph capture records as parallel work.
+  (:mod:`hrnet_fast._streams`), which CUDA-graph capture records as parallel work, and each input shape
+  is captured into a CUDA graph (:class:`hrnet_fast.cuda_graphs.GraphCache`, held by the plan).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import torch
@@ -34,7 +39,7 @@ import torch.nn.functional as F
 
 from . import _streams
 
-__all__ = ["FusedConv2d", "InferencePlan", "freeze"]
+__all__ = ["FusedConv", "InferenceConfig", "InferencePlan", "backend_summary"]
 
 
 def _capturing(x: torch.Tensor) -> bool:
@@ -50,11 +55,15 @@ def _exporting() -> bool:
     return bool(onnx is not None and getattr(onnx, "is_in_onnx_export", lambda: False)())
 
 
-class FusedConv2d(nn.Conv2d):
-    """A convolution whose ``forward(x, residual=None, relu=False)`` is ``[relu](conv(x) [+ residual])``.
+class FusedConv:
+    """The prepared call of one ``nn.Conv2d`` of a frozen model: ``fused(x, residual=None, relu=False)`` is
+    ``[relu](conv(x) [+ residual])``, as one library call where one fits (module docstring).
 
-    Same parameters as ``nn.Conv2d`` (made with :meth:`from_conv`, which shares them). Inference only:
-    weights are reordered once for oneDNN, so changing them after the first call is not seen.
+    Owned by an :class:`InferencePlan`, never by the model: it shares the conv's ``weight`` and ``bias``
+    (no copy) and keeps what it prepares from them -- the implementation chosen per shape class (``_impl``)
+    and oneDNN's reordered weights per input shape (``_packed``, opaque tensors). Inference only: a change
+    of the weights in place after the first call is not seen (``.to()``/``load_state_dict`` rebuild the
+    plan, and with it this).
     """
 
     _impl: Dict[Hashable, str]
@@ -66,24 +75,20 @@ class FusedConv2d(nn.Conv2d):
     # shape classes remembered per convolution (a few per input size; bounded for a model fed every size)
     _MAX_CHOICES = 256
 
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> "FusedConv2d":
+    def __init__(self, conv: nn.Conv2d):
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"FusedConv: conv must be an nn.Conv2d, got {type(conv).__name__}")
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
-            raise ValueError(f"FusedConv2d: only explicit zero padding is supported, got {conv.padding_mode!r} / {conv.padding!r}")
-        new = cls.__new__(cls)
-        nn.Module.__init__(new)
-        for name in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "transposed",
-                     "output_padding", "groups", "padding_mode", "_reversed_padding_repeated_twice"):
-            setattr(new, name, getattr(conv, name))
-        new.weight = conv.weight
-        new.bias = conv.bias
-        new._impl = {}
-        new._packed = {}
+            raise ValueError(f"FusedConv: only explicit zero padding is supported, got {conv.padding_mode!r} / {conv.padding!r}")
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
+        self._impl = {}
+        self._packed = {}
         kh, kw = conv.kernel_size
         sh, sw = conv.stride
         # multiply-adds per input pixel (all channels): output pixels are input pixels / stride^2
-        new._macs_per_pixel = conv.out_channels * conv.in_channels // conv.groups * kh * kw // (sh * sw)
-        return new
+        self._macs_per_pixel = conv.out_channels * conv.in_channels // conv.groups * kh * kw // (sh * sw)
 
     def _key(self, x: torch.Tensor, residual: Optional[torch.Tensor], relu: bool) -> Hashable:
         """The shape class of a call: (device, dtype, big, H, W, batch class, channels_last, residual, relu).
@@ -96,7 +101,7 @@ class FusedConv2d(nn.Conv2d):
         channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         return (x.device, x.dtype, big, h, w, n.bit_length(), channels_last, residual is not None, bool(relu))
 
-    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None, relu: bool = False) -> torch.Tensor:  # type: ignore[override]
+    def __call__(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None, relu: bool = False) -> torch.Tensor:
         if x.requires_grad or _exporting():
             return self._plain(x, residual, relu)
         key = self._key(x, residual, relu)
@@ -189,36 +194,47 @@ class FusedConv2d(nn.Conv2d):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Freezing: FusedConv2d everywhere, then the plan.
+# The plan
 
-Step = Tuple[FusedConv2d, bool]  # a convolution and whether a ReLU follows it
-
-
-def _fuse_convs(module: nn.Module) -> None:
-    """Replace every nn.Conv2d child (recursively) by a FusedConv2d sharing its parameters."""
-    for name, child in list(module.named_children()):
-        if isinstance(child, nn.Conv2d) and not isinstance(child, FusedConv2d):
-            setattr(module, name, FusedConv2d.from_conv(child))
-        else:
-            _fuse_convs(child)
+Step = Tuple[FusedConv, bool]  # a convolution and whether a ReLU follows it
 
 
-def _chain(seq: nn.Module) -> List[Step]:
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """What :func:`hrnet_fast.optimize` was asked for: plain, picklable data kept on the optimized module
+    (``model.inference_config``), from which its :class:`InferencePlan` is (re)built.
+
+    ``dtype``: the dtype optimize() cast the weights to, or None; when set, inputs are cast to the weights'
+    dtype in forward (the weights' dtype as it is now: ``.to(torch.float64)`` afterwards makes the model
+    cast to float64). ``channels_last``: inputs are converted to channels_last. ``fused``: the frozen plan
+    runs the network (else the folded module forward does). ``backend``: the exchange units' backend.
+    ``cuda_graphs``/``max_graphs``: the CUDA-graph cache (None: on for CUDA inputs; False: off).
+    """
+
+    dtype: Optional[torch.dtype] = None
+    channels_last: bool = True
+    fused: bool = True
+    backend: str = "auto"
+    cuda_graphs: Optional[bool] = None
+    max_graphs: int = 8
+
+
+def _chain(seq: nn.Module, fuse: Callable[[nn.Conv2d], FusedConv]) -> List[Step]:
     """The (conv, relu) steps of a Sequential of conv / folded-BN (Identity) / ReLU modules, nested or not."""
     steps: List[Step] = []
     for m in seq.modules() if isinstance(seq, nn.Sequential) else [seq]:
         if isinstance(m, nn.Sequential):
             continue
-        if isinstance(m, FusedConv2d):
-            steps.append((m, False))
+        if isinstance(m, nn.Conv2d):
+            steps.append((fuse(m), False))
         elif isinstance(m, nn.ReLU):
             if not steps:
-                raise ValueError("freeze: a ReLU before any convolution")
+                raise ValueError("InferencePlan: a ReLU before any convolution")
             steps[-1] = (steps[-1][0], True)
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            raise ValueError("freeze: BatchNorm must be folded first (hrnet_fast.optimize does it)")
+            raise ValueError("InferencePlan: BatchNorm must be folded first (hrnet_fast.optimize does it)")
         elif not isinstance(m, nn.Identity):
-            raise ValueError(f"freeze: unexpected {type(m).__name__} in a conv chain")
+            raise ValueError(f"InferencePlan: unexpected {type(m).__name__} in a conv chain")
     return steps
 
 
@@ -226,80 +242,57 @@ def _run_chain(steps: Sequence[Step], x: torch.Tensor, residual: Optional[torch.
     """Run conv steps; ``residual`` is added after the last one (fused into it where the library can)."""
     last = len(steps) - 1
     for k, (conv, relu) in enumerate(steps):
-        x = conv.forward(x, residual if k == last else None, relu)
+        x = conv(x, residual if k == last else None, relu)
     return x
 
 
 class _Block:
-    """A BasicBlock / Bottleneck as its convolution steps: the last conv adds the shortcut, then ReLU."""
+    """A BasicBlock (conv1, conv2) / Bottleneck (conv1..conv3) as its convolution steps: the last conv adds
+    the shortcut (``downsample`` or identity), then ReLU."""
 
-    def __init__(self, block: nn.Module):
-        from .models.pose_hrnet import BasicBlock, Bottleneck
-
-        convs = [block.conv1, block.conv2] + ([block.conv3] if isinstance(block, Bottleneck) else [])
-        if not isinstance(block, (BasicBlock, Bottleneck)):
-            raise TypeError(f"freeze: unexpected block {type(block).__name__}")
-        self.head = [(c, True) for c in convs[:-1]]
-        self.tail = convs[-1]
-        self.shortcut = None if block.downsample is None else _chain(block.downsample)
+    def __init__(self, block: nn.Module, fuse: Callable[[nn.Conv2d], FusedConv]):
+        if not all(isinstance(getattr(block, n, None), nn.Conv2d) for n in ("conv1", "conv2")):
+            raise TypeError(f"InferencePlan: unexpected block {type(block).__name__}")
+        convs = [block.conv1, block.conv2] + ([block.conv3] if isinstance(getattr(block, "conv3", None), nn.Conv2d) else [])
+        self.head = [(fuse(c), True) for c in convs[:-1]]
+        self.tail = fuse(convs[-1])
+        self.shortcut = None if block.downsample is None else _chain(block.downsample, fuse)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.shortcut is None else _run_chain(self.shortcut, x)
         for conv, _ in self.head:
-            x = conv.forward(x, None, True)
-        return self.tail.forward(x, shortcut, True)
+            x = conv(x, None, True)
+        return self.tail(x, shortcut, True)
 
 
 class _Exchange:
     """One exchange unit, prepared: per output branch the strided-conv chains from the higher-resolution
-    inputs (the last step adds into the running base) and the fused op's folded low-resolution weights."""
+    inputs (the last step adds into the running base) and the fused op prepared on the unit's folded
+    low-resolution 1x1 weights (:meth:`ExchangeUnit.prepare`, bound per device and dtype by the op)."""
 
-    def __init__(self, unit: nn.Module):
-        from .ops import OPS
-
-        fe = OPS["fused_exchange"].module  # the op's module (the package attribute of that name is the op)
-
+    def __init__(self, unit: nn.Module, fuse: Callable[[nn.Conv2d], FusedConv]):
         self.unit = unit
         self.rows = []  # (i, [(j, conv steps)] for j < i, [j] for j > i)
         for i in range(len(unit)):
             row = unit[i]
-            self.rows.append((i, [(j, _chain(row[j])) for j in range(i)], list(range(i + 1, unit.num_inputs))))
-        self._fe = fe
-
-    def _bind(self, x: torch.Tensor) -> List[Callable]:
-        """Per output branch, a callable ``(base, lows) -> out``: the backend chosen for x's device and dtype,
-        the folded 1x1 weights and biases made once for them (so a model moved after optimize() still
-        gets weights on its device)."""
-        fe = self._fe
-        backend = fe.resolve_backend(x, self.unit.backend)
-        # 16-bit cuda backend: float32 biases, which it adds as they are (no conversion per call); weights
-        # in the inputs' dtype, which its GEMM reads as they are (cuBLAS mixes no 16- and 32-bit inputs)
-        b_dtype = torch.float32 if backend.name == "cuda" and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        calls = []
-        for i, _, lows in self.rows:
-            ws, bs = [], []
-            with torch.no_grad():
-                for j in lows:
-                    w, b = self.unit._folded(i, j, self.unit[i][j][0], self.unit[i][j][1])
-                    ws.append(w.to(device=x.device, dtype=x.dtype).contiguous())
-                    bs.append(None if b is None else b.to(device=x.device, dtype=b_dtype).contiguous())
-            calls.append(lambda base, lows, ws=ws, bs=bs, run=backend.run: run(base, lows, ws, bs, True))
-        return calls
+            self.rows.append((i, [(j, _chain(row[j], fuse)) for j in range(i)], list(range(i + 1, unit.num_inputs))))
+        self.backend = unit.backend
+        self.prepared = unit.prepare()
 
     def __call__(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
-        if not self.unit.fused:  # configure(fused=False) after optimize(): the official op sequence
-            return self.unit.reference_forward(xs)
-        key = (xs[0].device, xs[0].dtype)
-        calls = self.unit._bound.get(key)  # on the unit, so configure() resets it
-        if calls is None:
-            calls = self.unit._bound[key] = self._bind(xs[0])
+        unit = self.unit
+        if not unit.fused:  # configure(fused=False) after optimize(): the official op sequence
+            return unit.reference_forward(xs)
+        if unit.backend != self.backend:  # configure(backend=...) after optimize()
+            self.backend, self.prepared = unit.backend, unit.prepare()
+        prepared = self.prepared
 
         def branch(r):
             i, downs, lows = self.rows[r]
             base = xs[i]
             for j, steps in downs:
                 base = _run_chain(steps, xs[j], base)
-            return calls[r](base, [xs[j] for j in lows])
+            return prepared[r](base, [xs[j] for j in lows])
 
         return _streams.run_parallel([lambda r=r: branch(r) for r in range(len(self.rows))], xs[0])
 
@@ -307,9 +300,9 @@ class _Exchange:
 class _Module:
     """A HighResolutionModule: its branches (in parallel on CUDA), then its exchange unit."""
 
-    def __init__(self, module: nn.Module):
-        self.branches = [[_Block(b) for b in branch] for branch in module.branches]
-        self.exchange = None if module.fuse_layers is None else _Exchange(module.fuse_layers)
+    def __init__(self, module: nn.Module, fuse: Callable[[nn.Conv2d], FusedConv]):
+        self.branches = [[_Block(b, fuse) for b in branch] for branch in module.branches]
+        self.exchange = None if module.fuse_layers is None else _Exchange(module.fuse_layers, fuse)
 
     def __call__(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
         def branch(i):
@@ -323,20 +316,65 @@ class _Module:
 
 
 class InferencePlan:
-    """The whole network as lists of prepared steps (see the module docstring). ``plan(x)`` takes the
-    checked, cast input and returns the heatmaps."""
+    """Everything an optimized PoseHighResolutionNet prepares for inference, in one object owned by the
+    model (``model.inference_plan()``): the input dtype and layout, and with ``config.fused`` the network
+    as lists of prepared steps -- a :class:`FusedConv` per convolution (its implementation choices and
+    packed weights), the exchange units' prepared op calls -- and the CUDA-graph cache (``graphs``).
 
-    def __init__(self, model: nn.Module):
-        self.stem = [(model.conv1, True), (model.conv2, True)]
-        self.layer1 = [_Block(b) for b in model.layer1]
+    Derived state: the model builds it from its :class:`InferenceConfig` and its weights, drops it when
+    copied, pickled or saved, and builds a new one after ``.to()``/``_apply`` and ``load_state_dict``.
+    Nothing of it is written onto the model or its submodules.
+
+    ``plan(x)`` takes a checked input (the model's ``check_input``), casts it and converts its layout
+    (:meth:`prepare_input`) and returns the heatmaps, through the graph cache when it applies; ``run(x)``
+    is the network alone, on a prepared input.
+    """
+
+    def __init__(self, model: nn.Module, config: InferenceConfig):
+        from .cuda_graphs import GraphCache
+
+        self.config = config
+        self.input_dtype = model.conv1.weight.dtype if config.dtype is not None else None
+        self.channels_last = bool(config.channels_last)
+        self.frozen = bool(config.fused)
+        self.graphs = None
+        self._convs: Dict[nn.Conv2d, FusedConv] = {}
+        self._names = {m: name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+        if not self.frozen:
+            return
+        fuse = self._fuse
+        self.stem = [(fuse(model.conv1), True), (fuse(model.conv2), True)]
+        self.layer1 = [_Block(b, fuse) for b in model.layer1]
         self.transitions = []
         self.stages = []
         for t, s in ((model.transition1, model.stage2), (model.transition2, model.stage3), (model.transition3, model.stage4)):
-            self.transitions.append([None if m is None else _chain(m) for m in t])
-            self.stages.append([_Module(m) for m in s])
-        self.final = model.final_layer
+            self.transitions.append([None if m is None else _chain(m, fuse) for m in t])
+            self.stages.append([_Module(m, fuse) for m in s])
+        self.final = fuse(model.final_layer)
+        self._exchanges = {m.exchange.unit: m.exchange for stage in self.stages for m in stage if m.exchange is not None}
+        if config.cuda_graphs is not False:
+            self.graphs = GraphCache(self.run, max_graphs=config.max_graphs)
+
+    def _fuse(self, conv: nn.Conv2d) -> FusedConv:
+        fused = self._convs.get(conv)
+        if fused is None:
+            fused = self._convs[conv] = FusedConv(conv)
+        return fused
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` cast to the input dtype (when the config casts) and made channels_last (when it converts)."""
+        if self.input_dtype is not None and x.dtype != self.input_dtype:
+            x = x.to(self.input_dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.prepare_input(x)
+        return self.run(x) if self.graphs is None else self.graphs(x)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen network on a prepared input (no graph): (N, 3, H, W) -> (N, K, H/4, W/4) heatmaps."""
         x = _run_chain(self.stem, x)
         for blk in self.layer1:
             x = blk(x)
@@ -348,21 +386,29 @@ class InferencePlan:
             xs = [(x if k == 0 else xs[i]) if steps is None else _run_chain(steps, src) for i, steps in enumerate(trans)]
             for module in stage:
                 xs = module(xs)
-        return self.final.forward(xs[0])
+        return self.final(xs[0])
 
+    def exchange(self, unit: nn.Module) -> Callable[[List[torch.Tensor]], List[torch.Tensor]]:
+        """The prepared step of exchange unit ``unit`` (one of ``model.exchange_units()``): ``step(xs)`` runs
+        it as the plan does (benchmarks time the units alone through this)."""
+        try:
+            return self._exchanges[unit]
+        except (AttributeError, KeyError):
+            raise KeyError("InferencePlan.exchange: not an exchange unit of this frozen plan's model") from None
 
-def freeze(model: nn.Module) -> InferencePlan:
-    """Turn a BatchNorm-folded, eval-mode PoseHighResolutionNet into an inference-only one (in place) and
-    return its plan. Convolutions become :class:`FusedConv2d`; state_dict keys are unchanged."""
-    _fuse_convs(model)
-    return InferencePlan(model)
+    def summary(self) -> Dict[str, str]:
+        """What the convolutions chose so far, by module name: ``{"conv1": "mkldnn", ...}`` (comma-separated
+        when the shape classes of one convolution chose differently)."""
+        return {self._names[conv]: ",".join(sorted(set(f._impl.values()))) for conv, f in self._convs.items() if f._impl}
+
+    def __repr__(self) -> str:
+        kind = "frozen" if self.frozen else "module forward"
+        return (f"InferencePlan({kind}, input dtype {self.input_dtype}, channels_last={self.channels_last}, "
+                f"{len(self._convs)} convolutions, graphs={self.graphs is not None})")
 
 
 def backend_summary(model: nn.Module) -> Dict[str, str]:
-    """What a frozen model chose per layer kind so far (for ``hrnet-fast info``-style reports and tests)."""
-    out: Dict[str, str] = {}
-    for name, m in model.named_modules():
-        if isinstance(m, FusedConv2d) and m._impl:
-            out[name] = ",".join(sorted(set(m._impl.values())))
-    return out
-
+    """What a frozen model's convolutions chose so far (:meth:`InferencePlan.summary`; {} without a plan)."""
+    plan_of = getattr(model, "inference_plan", None)
+    plan = plan_of() if callable(plan_of) else None
+    return plan.summary() if plan is not None else {}

@@ -33,9 +33,12 @@ class CheckpointMismatchError(RuntimeError):
     """
 
     def __init__(self, missing: List[str], unexpected: List[str], shape_conflicts: List[Tuple[str, tuple, tuple]],
-                 unloadable: Optional[List[Tuple[str, str]]] = None):
+                 unloadable: Optional[List[Tuple[str, str]]] = None, reason: Optional[str] = None):
         self.missing, self.unexpected, self.shape_conflicts = missing, unexpected, shape_conflicts
         self.unloadable = list(unloadable or [])
+        if reason is not None:  # one cause explains every key: say it instead of listing them
+            super().__init__(f"checkpoint does not fit the model (nothing was loaded): {reason}")
+            return
 
         def show(keys, n=20):
             more = f" ... and {len(keys) - n} more" if len(keys) > n else ""
@@ -129,6 +132,15 @@ def _unloadable(sd: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor])
     return out
 
 
+def _batchnorm_folded(model: nn.Module, unexpected: List[str]) -> bool:
+    """Whether ``model`` had its BatchNorm folded away (by optimize() or fold_batchnorm) while the checkpoint
+    has BatchNorm statistics for it."""
+    if getattr(model, "inference_config", None) is not None:
+        return True
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return not has_bn and any(k.endswith(".running_mean") for k in unexpected)
+
+
 def load_checkpoint(
     model: nn.Module,
     path_or_state_dict: Union[str, "os.PathLike[str]", Mapping[str, torch.Tensor]],
@@ -148,7 +160,9 @@ def load_checkpoint(
     and shapes match and returns the (missing, unexpected, shape_conflicts) lists. Either way a tensor that
     cannot be loaded at all (``meta`` device, a dtype that does not cast, sparse) raises
     :class:`CheckpointMismatchError`, and a file ``torch.load`` cannot read raises
-    :class:`CheckpointReadError` naming it.
+    :class:`CheckpointReadError` naming it. A model whose BatchNorm was folded (:func:`hrnet_fast.optimize`)
+    takes only a state dict of the same folded form; any other raises :class:`CheckpointMismatchError`
+    saying to load the checkpoint before ``optimize()`` (with ``strict=False`` too).
     """
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         path = os.fspath(path_or_state_dict)
@@ -162,6 +176,14 @@ def load_checkpoint(
     missing = sorted(k for k in own if k not in sd)
     unexpected = sorted(k for k in sd if k not in own)
     conflicts = [(k, tuple(sd[k].shape), tuple(own[k].shape)) for k in sorted(own) if k in sd and sd[k].shape != own[k].shape]
+    if (missing or unexpected or conflicts) and _batchnorm_folded(model, unexpected):
+        # even strict=False: the matching conv weights would replace folded ones and leave stale biases
+        raise CheckpointMismatchError(
+            missing, unexpected, conflicts, reason=(
+                f"the model's BatchNorm layers are folded into its convolutions (an optimize()d model: "
+                f"{len(missing)} keys missing, {len(unexpected)} unexpected): load the checkpoint before optimize(): "
+                f"model = hrnet_fast.pose_hrnet(...); hrnet_fast.load_checkpoint(model, checkpoint); "
+                f"fast = hrnet_fast.optimize(model)"))
     bad = {k for k, _, _ in conflicts}
     to_load = {k: v for k, v in sd.items() if k in own and k not in bad}
     unloadable = _unloadable(to_load, own)

@@ -4,7 +4,10 @@ In eager mode a GPU waits on Python: W32 at batch 1 is a chain of ~300 small ker
 host code that costs more than the kernel (H200, commit c40ab01: 31.5 ms eager vs 3.07 ms replayed, see
 ``benchmarks/results/h200-2026-11-28-c40ab01/``). :class:`GraphCache` wraps a function of one tensor and,
 per (shape, dtype, device, layout) of that tensor, captures it into a ``torch.cuda.CUDAGraph`` on first
-use and replays it afterwards.
+use and replays it afterwards. An optimized model's cache belongs to its plan
+(``model.inference_plan().graphs``, :class:`hrnet_fast._inference.InferencePlan`): moving, casting or
+copying the model makes a new plan and with it a new, empty cache, so no graph outlives the weights and
+device it was captured with.
 
 How this differs from what torch offers, and why:
 

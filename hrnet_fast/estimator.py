@@ -218,7 +218,8 @@ class PoseEstimator:
             self._pairs(self.num_joints)  # fail now, not at the first call
         if self.oks_nms is not None and self.num_joints not in (None, len(COCO_SIGMAS)):
             raise ValueError(f"{_E}: oks_nms uses the 17 COCO keypoint sigmas; this model has {self.num_joints} joints")
-        self.channels_last = bool(getattr(self.model, "input_channels_last", False))
+        config = getattr(self.model, "inference_config", None)  # optimize()'s, on an hrnet_fast model
+        self.channels_last = bool(getattr(config, "channels_last", False))
         # benchmarks/bench_pipeline.py sets a callable(stage name) here, called after each stage of a chunk
         # (crop: input checks, box transform, copies and crop_boxes; forward; decode), to time the stages
         self._stage_hook = None
@@ -229,16 +230,18 @@ class PoseEstimator:
     def _prepare_runtime(self) -> None:
         """What the first call would otherwise set up in the middle of serving.
 
-        - The model's CUDA-graph cache (``optimize()``'s :class:`~hrnet_fast.cuda_graphs.GraphCache`) gets
-          room for one graph per padded batch size this estimator can produce (:func:`_padded_sizes`), so a
-          stream of varying person counts captures each size once instead of re-capturing on every
-          least-recently-used miss (each capture also empties the allocator's cache). A shared model's
-          cache only grows. Without padding every batch size is its own graph: the cache is left as it is.
+        - The model's CUDA-graph cache (``model.inference_plan().graphs`` of an ``optimize()``d model, a
+          :class:`~hrnet_fast.cuda_graphs.GraphCache`) gets room for one graph per padded batch size this
+          estimator can produce (:func:`_padded_sizes`), so a stream of varying person counts captures each
+          size once instead of re-capturing on every least-recently-used miss (each capture also empties
+          the allocator's cache). A shared model's cache only grows. Without padding every batch size is its
+          own graph: the cache is left as it is.
         - The decoder's device constants (flip permutation, blur weights) are built now, outside any CUDA
           graph capture (they must not be built inside one)."""
         from .ops.decode_heatmaps import _blur_weights, _flip_perm, _normalize_pairs
 
-        graphs = getattr(self.model, "_graphs", None)
+        plan_of = getattr(self.model, "inference_plan", None)  # an optimize()d model's frozen plan
+        graphs = getattr(plan_of() if callable(plan_of) else None, "graphs", None)
         if self.pad_batches and callable(getattr(graphs, "reserve", None)):
             graphs.reserve(len(_padded_sizes(self.max_batch, self.flip_test)))
         if self.flip_test and self.num_joints is not None:
@@ -247,8 +250,8 @@ class PoseEstimator:
             _blur_weights(11, self.device)  # decode_heatmaps' default blur_kernel, which _decode uses
 
     def _build_model(self, config_or_model, weights, dtype) -> nn.Module:
+        from ._optimize import optimize
         from .checkpoint import load_checkpoint
-        from .optimize import optimize
 
         default_dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
         if isinstance(config_or_model, nn.Module):
@@ -265,9 +268,8 @@ class PoseEstimator:
             t = p if p is not None else next(iter(model.buffers()), None)
             want_dtype = dtype if dtype is not None else (p.dtype if p is not None else None)
             if t is not None and (t.device != self.device or (p is not None and p.dtype != want_dtype)):
+                # an optimize()d model's copy leaves its plan out and builds one for the new device and dtype
                 model = copy.deepcopy(model).to(device=self.device, dtype=want_dtype)
-                if hasattr(model, "input_dtype") and getattr(model, "input_dtype", None) is not None:
-                    model.input_dtype = want_dtype
             return model.eval()
         from .models.pose_hrnet import pose_hrnet
 

@@ -183,30 +183,13 @@ def _check_args(model, path, batch, dtype, opset, decode, trt_plugins) -> Tuple[
 def _export_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A CPU copy of ``model`` in ``dtype`` that runs the official op sequence with BatchNorm folded.
 
-    An ``optimize()``d model carries a frozen plan and a CUDA-graph cache (prepared calls, CUDA state) and
-    oneDNN-packed weights (opaque tensors): they are left out of the copy (the memo maps them to None or
-    empty dicts), so the caller's model is neither modified nor deep-copied through them."""
-    from ._inference import FusedConv2d
-    from .models.pose_hrnet import ExchangeUnit
-    from .optimize import fold_batchnorm
+    An ``optimize()``d model's frozen plan is derived state that a copy leaves out; the copy is made a plain
+    module (``inference_config = None``: no input cast, the graph's input is already in the export dtype;
+    no layout conversion, ONNX has none), so the caller's model is neither modified nor copied through it."""
+    from ._optimize import fold_batchnorm
 
-    memo: Dict[int, Any] = {}
-    for name in ("_plan", "_graphs"):
-        value = model.__dict__.get(name)
-        if value is not None:
-            memo[id(value)] = None
-    for m in model.modules():
-        if isinstance(m, FusedConv2d):
-            memo[id(m._packed)] = {}
-            memo[id(m._impl)] = {}
-        elif isinstance(m, ExchangeUnit):
-            memo[id(m._bound)] = {}
-            memo[id(m._fold_cache)] = {}
-    net = copy.deepcopy(model, memo).eval()
-    net._plan = None
-    net._graphs = None
-    net.input_dtype = None  # the graph's input is already in the export dtype
-    net.input_channels_last = False  # a layout, not a computation: ONNX has none
+    net = copy.deepcopy(model).eval()
+    net.inference_config = None
     for p in net.parameters():
         p.requires_grad_(False)
     net.to(device="cpu")
@@ -219,24 +202,23 @@ def _export_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 class _PluginExchange(nn.Module):
     """An exchange unit for ``trt_plugins=True``: the downsampling convolutions as usual, then, per output
-    branch with lower-resolution inputs, one ``hrnet_fast::fused_exchange`` call on the folded 1x1 weights
-    (buffers, so they become initializers), which the translation table turns into a FusedExchange node."""
+    branch with lower-resolution inputs, the fused op prepared on the folded 1x1 weights (buffers, so they
+    become initializers) and traced as ``hrnet_fast::fused_exchange`` (``op``), which the translation table
+    turns into a FusedExchange node."""
 
     def __init__(self, unit: nn.Module, op):
-        from ._folding import fold_conv_norm
-
         super().__init__()
         self.unit = unit
         self._op = op
         for i in range(len(unit)):
             for j in range(i + 1, unit.num_inputs):
-                conv, norm = unit[i][j][0], unit[i][j][1]
-                w, b = fold_conv_norm(conv, norm, torch.float64)
-                dt = conv.weight.dtype
-                self.register_buffer(f"weight_{i}_{j}", w.reshape(w.shape[0], w.shape[1]).to(dt))
-                self.register_buffer(f"bias_{i}_{j}", torch.zeros(w.shape[0], dtype=dt) if b is None else b.to(dt))
+                w, b = unit._fold(unit[i][j][0], unit[i][j][1])
+                self.register_buffer(f"weight_{i}_{j}", w)
+                self.register_buffer(f"bias_{i}_{j}", torch.zeros(w.shape[0], dtype=w.dtype) if b is None else b)
 
     def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
+        from .ops.fused_exchange import PreparedExchange
+
         unit = self.unit
         out = []
         for i in range(len(unit)):
@@ -245,10 +227,12 @@ class _PluginExchange(nn.Module):
                 base = base + unit[i][j](xs[j])
             lows = list(range(i + 1, unit.num_inputs))
             if not lows:
-                out.append(torch.relu(base))
+                out.append(torch.relu(base))  # nothing to fuse: no plugin node
                 continue
-            out.append(self._op(base, [xs[j] for j in lows], [getattr(self, f"weight_{i}_{j}") for j in lows],
-                                [getattr(self, f"bias_{i}_{j}") for j in lows], True))
+            # prepared per forward: the exporter traces the buffers (initializers), not copies of them
+            prepared = PreparedExchange([getattr(self, f"weight_{i}_{j}") for j in lows],
+                                        [getattr(self, f"bias_{i}_{j}") for j in lows], relu=True, op=self._op)
+            out.append(prepared(base, [xs[j] for j in lows]))
         return out
 
 

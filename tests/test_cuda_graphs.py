@@ -235,7 +235,7 @@ def test_capture_on_the_second_gpu_while_the_first_is_current(tiny):
         ea, eb = eager(x), eager(x * 0.5)
     torch.cuda.synchronize(dev)
     assert torch.cuda.current_device() == 0 and a.device == dev
-    assert fast._graphs.captures == 1 and fast._graphs.replays == 2
+    assert fast.inference_plan().graphs.captures == 1 and fast.inference_plan().graphs.replays == 2
     assert_close_rel(a, ea, 2e-3, "cuda:1 graph vs eager")
     assert_close_rel(b, eb, 2e-3, "cuda:1 graph vs eager, second input")
 
@@ -265,7 +265,7 @@ def test_capture_while_another_thread_pins_host_memory(tiny):
     finally:
         stop.set()
         t.join()
-    assert fast._graphs.captures == 3 and len(pinned) > 0
+    assert fast.inference_plan().graphs.captures == 3 and len(pinned) > 0
     for k, (got, want) in enumerate(outs):
         assert_close_rel(got, want, 2e-3, f"capture {k} with a pinning thread")
 
@@ -297,14 +297,14 @@ def test_eager_model_in_another_thread_while_one_captures(tiny):
     t.start()
     try:
         with torch.no_grad():
-            got = [(fast(x), fast._plan(x.contiguous(memory_format=torch.channels_last).half()))
+            got = [(fast(x), fast.inference_plan().run(x.contiguous(memory_format=torch.channels_last).half()))
                    for x in (_image(n, seed=41 + n).cuda() for n in (1, 2, 4))]
     finally:
         stop.set()
         t.join()
     assert not errors, errors
-    assert fast._graphs.captures == 3
-    capture_streams = {s.cuda_stream for s in fast._graphs.backend.streams.get(dev, 3)}
+    assert fast.inference_plan().graphs.captures == 3
+    capture_streams = {s.cuda_stream for s in fast.inference_plan().graphs.backend.streams.get(dev, 3)}
     assert not capture_streams & {s.cuda_stream for s in _streams._default.get(dev, 3)}
     for k, (a, b) in enumerate(got):
         assert_close_rel(a, b, 2e-3, f"graph {k} vs eager plan")

@@ -2,6 +2,7 @@
 test in one forward, rescoring, OKS-NMS, and every kind of bad input (a clear error or a documented result).
 The CUDA path (no host sync, fp16, device boxes) is in the gpu-marked tests at the end."""
 import copy
+import types
 import warnings
 
 import numpy as np
@@ -271,13 +272,17 @@ class _CountingCapture:
 
 
 class _GraphedStandIn(torch.nn.Module):
-    """A model as optimize() returns it, as far as the estimator sees: forward through a GraphCache (the default
-    8 graphs), here with cheap zero heatmaps and a stand-in capture backend."""
+    """A model as optimize() returns it, as far as the estimator sees: forward through its plan's GraphCache
+    (``inference_plan().graphs``, the default 8 graphs), here with cheap zero heatmaps and a stand-in capture
+    backend."""
 
     def __init__(self):
         super().__init__()
         self.cfg = {"IMAGE_SIZE": [32, 32], "NUM_JOINTS": 17}
         self._graphs = GraphCache(lambda x: x.new_zeros(x.shape[0], 17, 8, 8), backend=_CountingCapture())
+
+    def inference_plan(self):
+        return types.SimpleNamespace(graphs=self._graphs)
 
     def forward(self, x):
         return self._graphs(x)

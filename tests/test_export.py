@@ -171,16 +171,16 @@ def test_onnx_tiny_optimized_batch_1_leaves_the_model_untouched(tiny, ort, tmp_p
     with torch.no_grad():
         before = fast(x)
     state = {k: v.clone() for k, v in fast.state_dict().items()}
-    plan, graphs = fast._plan, fast._graphs
-    bound = [dict(u._bound) for u in fast.exchange_units()]
+    plan, config = fast.inference_plan(), fast.inference_config
+    prepared = [(u, plan.exchange(u).prepared) for u in fast.exchange_units()]
     path = hx.export_onnx(fast, tmp_path / "fast.onnx", batch=1)
     assert _io(path) == {"images": [1, 3, 128, 96], "heatmaps": [1, 17, 32, 24]}
     got = torch.from_numpy(_session(ort, path).run(None, {"images": x.numpy()})[0])
     print(f"tiny optimized batch 1: max rel err {max_rel_err(got, before):.2e}")
     assert_close_rel(got, before, 1e-4, "onnxruntime vs optimize()d torch, tiny, batch 1")
     # the caller's model: same plan, caches, parameters, layout and output
-    assert fast._plan is plan and fast._graphs is graphs and fast.input_channels_last
-    assert [dict(u._bound) for u in fast.exchange_units()] == bound and all(u.fused for u in fast.exchange_units())
+    assert fast.inference_plan() is plan and fast.inference_config == config and plan.channels_last
+    assert all(plan.exchange(u).prepared is p for u, p in prepared) and all(u.fused for u in fast.exchange_units())
     after = fast.state_dict()
     assert after.keys() == state.keys() and all(torch.equal(after[k], v) for k, v in state.items())
     assert fast.conv1.weight.is_contiguous(memory_format=torch.channels_last)

@@ -26,20 +26,20 @@ def _image(n=2, seed=1):
     return torch.randn(n, 3, 128, 96, generator=torch.Generator().manual_seed(seed))
 
 
-# ------------------------------------------------------------------------------------ FusedConv2d
+# ------------------------------------------------------------------------------------ FusedConv
 
 
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("epilogue", ["none", "relu", "add", "add_relu"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fused_conv_matches_plain_ops(stride, epilogue, channels_last, monkeypatch):
-    monkeypatch.setattr(_inference.FusedConv2d, "_MIN_ONEDNN_MACS", 0)  # a small test conv takes the fused path
+    monkeypatch.setattr(_inference.FusedConv, "_MIN_ONEDNN_MACS", 0)  # a small test conv takes the fused path
     g = torch.Generator().manual_seed(2)
     conv = nn.Conv2d(8, 16, 3, stride, 1).eval()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     conv = conv.to(memory_format=fmt)
-    fused = _inference.FusedConv2d.from_conv(conv)
-    assert fused.weight is conv.weight and fused.bias is conv.bias  # shared parameters, same keys
+    fused = _inference.FusedConv(conv)
+    assert fused.weight is conv.weight and fused.bias is conv.bias  # shared parameters, no copy
     x = torch.randn(2, 8, 12, 10, generator=g).contiguous(memory_format=fmt)
     with torch.no_grad():
         y = conv(x)
@@ -48,7 +48,7 @@ def test_fused_conv_matches_plain_ops(stride, epilogue, channels_last, monkeypat
         want = torch.relu(y + res) if relu and res is not None else torch.relu(y) if relu else (y + res if res is not None else y)
         for _ in range(2):  # the first call chooses the implementation, the second uses it
             got = fused(x, res, relu)
-            assert_close_rel(got, want, 1e-5, f"FusedConv2d {epilogue}")
+            assert_close_rel(got, want, 1e-5, f"FusedConv {epilogue}")
     impl = fused._impl[fused._key(x, res, relu)]
     assert fused._key(x, res, relu)[2]  # the big class (the threshold is 0 here)
     assert impl == ("mkldnn" if torch.backends.mkldnn.is_available() else "plain")
@@ -56,7 +56,7 @@ def test_fused_conv_matches_plain_ops(stride, epilogue, channels_last, monkeypat
 
 def test_fused_conv_keeps_tiny_convolutions_on_the_plain_ops():
     # oneDNN's fused call costs a fixed ~20 us: below a few million multiply-adds the plain ops are faster
-    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(32, 32, 3, 1, 1).eval())
+    conv = _inference.FusedConv(nn.Conv2d(32, 32, 3, 1, 1).eval())
     g = torch.Generator().manual_seed(12)
     tiny, big = torch.randn(1, 32, 8, 8, generator=g), torch.randn(1, 32, 64, 64, generator=g)
     with torch.no_grad():
@@ -70,13 +70,13 @@ def test_fused_conv_keeps_tiny_convolutions_on_the_plain_ops():
 
 
 def test_fused_conv_falls_back_when_the_library_call_fails(monkeypatch):
-    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1).eval())
+    conv = _inference.FusedConv(nn.Conv2d(4, 4, 3, 1, 1).eval())
 
     def broken(*args, **kwargs):
         raise RuntimeError("oneDNN refused this layout")
 
-    monkeypatch.setattr(_inference.FusedConv2d, "_mkldnn", broken)
-    monkeypatch.setattr(_inference.FusedConv2d, "_MIN_ONEDNN_MACS", 0)
+    monkeypatch.setattr(_inference.FusedConv, "_mkldnn", broken)
+    monkeypatch.setattr(_inference.FusedConv, "_MIN_ONEDNN_MACS", 0)
     x = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         out = conv(x, None, True)
@@ -86,9 +86,9 @@ def test_fused_conv_falls_back_when_the_library_call_fails(monkeypatch):
 
 def test_fused_conv_rejects_a_disagreeing_library_result(monkeypatch):
     # the implementation is only kept if it agrees with the plain ops on the first input it sees
-    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1).eval())
-    monkeypatch.setattr(_inference.FusedConv2d, "_MIN_ONEDNN_MACS", 0)
-    monkeypatch.setattr(_inference.FusedConv2d, "_mkldnn", lambda self, x, r, relu: self._plain(x, r, relu) + 1.0)
+    conv = _inference.FusedConv(nn.Conv2d(4, 4, 3, 1, 1).eval())
+    monkeypatch.setattr(_inference.FusedConv, "_MIN_ONEDNN_MACS", 0)
+    monkeypatch.setattr(_inference.FusedConv, "_mkldnn", lambda self, x, r, relu: self._plain(x, r, relu) + 1.0)
     with torch.no_grad():
         conv(torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(4)), None, True)
     assert set(conv._impl.values()) == {"plain"}
@@ -97,9 +97,9 @@ def test_fused_conv_rejects_a_disagreeing_library_result(monkeypatch):
 def test_fused_conv_decides_per_shape_class(monkeypatch):
     # whether a library has a fused engine depends on the shape: a class it refuses must not take the
     # others down with it, nor be taken down by them (the choice was once made on the first input only)
-    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1).eval())
-    monkeypatch.setattr(_inference.FusedConv2d, "_MIN_ONEDNN_MACS", 0)
-    monkeypatch.setattr(_inference.FusedConv2d, "_candidate", lambda self, x, big, relu: "mkldnn")
+    conv = _inference.FusedConv(nn.Conv2d(4, 4, 3, 1, 1).eval())
+    monkeypatch.setattr(_inference.FusedConv, "_MIN_ONEDNN_MACS", 0)
+    monkeypatch.setattr(_inference.FusedConv, "_candidate", lambda self, x, big, relu: "mkldnn")
     calls = []
 
     def picky(self, x, residual, relu):  # a library without an engine for 10-pixel-high inputs
@@ -108,7 +108,7 @@ def test_fused_conv_decides_per_shape_class(monkeypatch):
             raise RuntimeError("no engine for this shape")
         return self._plain(x, residual, relu)
 
-    monkeypatch.setattr(_inference.FusedConv2d, "_mkldnn", picky)
+    monkeypatch.setattr(_inference.FusedConv, "_mkldnn", picky)
     g = torch.Generator().manual_seed(6)
     shapes = [(1, 4, 6, 6), (1, 4, 10, 8), (3, 4, 6, 6), (2, 4, 6, 6), (1, 4, 6, 6)]
     with torch.no_grad():
@@ -127,10 +127,10 @@ def test_fused_conv_decides_per_shape_class(monkeypatch):
 
 def test_fused_conv_falls_back_when_a_later_call_fails(monkeypatch):
     # the class was decided (the fused call ran and agreed), then the library refuses a call of it
-    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1).eval())
-    monkeypatch.setattr(_inference.FusedConv2d, "_MIN_ONEDNN_MACS", 0)
-    monkeypatch.setattr(_inference.FusedConv2d, "_candidate", lambda self, x, big, relu: "cudnn")
-    monkeypatch.setattr(_inference.FusedConv2d, "_cudnn", lambda self, x, residual: self._plain(x, residual, True))
+    conv = _inference.FusedConv(nn.Conv2d(4, 4, 3, 1, 1).eval())
+    monkeypatch.setattr(_inference.FusedConv, "_MIN_ONEDNN_MACS", 0)
+    monkeypatch.setattr(_inference.FusedConv, "_candidate", lambda self, x, big, relu: "cudnn")
+    monkeypatch.setattr(_inference.FusedConv, "_cudnn", lambda self, x, residual: self._plain(x, residual, True))
     g = torch.Generator().manual_seed(7)
     x, r = torch.randn(2, 4, 6, 6, generator=g), torch.randn(2, 4, 6, 6, generator=g)
     with torch.no_grad():
@@ -141,7 +141,7 @@ def test_fused_conv_falls_back_when_a_later_call_fails(monkeypatch):
         def refuse(self, x, residual):
             raise RuntimeError("CUDNN_STATUS_NOT_SUPPORTED")
 
-        monkeypatch.setattr(_inference.FusedConv2d, "_cudnn", refuse)
+        monkeypatch.setattr(_inference.FusedConv, "_cudnn", refuse)
         out = conv(x * 2, r, True)
     assert torch.equal(out, torch.relu(nn.functional.conv2d(x * 2, conv.weight, conv.bias, 1, 1) + r))
     assert conv._impl[key] == "plain"
@@ -150,10 +150,10 @@ def test_fused_conv_falls_back_when_a_later_call_fails(monkeypatch):
 def test_fused_conv_decides_nothing_during_a_capture(monkeypatch):
     # the agreement check syncs with the host, which a CUDA-graph capture forbids: an undecided class runs
     # the plain ops during a capture and is decided by the next eager call
-    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1).eval())
-    monkeypatch.setattr(_inference.FusedConv2d, "_candidate", lambda self, x, big, relu: "cudnn")
+    conv = _inference.FusedConv(nn.Conv2d(4, 4, 3, 1, 1).eval())
+    monkeypatch.setattr(_inference.FusedConv, "_candidate", lambda self, x, big, relu: "cudnn")
     fused_calls = []
-    monkeypatch.setattr(_inference.FusedConv2d, "_cudnn",
+    monkeypatch.setattr(_inference.FusedConv, "_cudnn",
                         lambda self, x, residual: fused_calls.append(1) or self._plain(x, residual, True))
     capturing = [True]
     monkeypatch.setattr(_inference, "_capturing", lambda x: capturing[0])
@@ -174,8 +174,8 @@ def test_fused_conv_decides_nothing_during_a_capture(monkeypatch):
 
 
 def test_fused_conv_bounds_its_choices(monkeypatch):
-    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(2, 2, 1).eval())
-    monkeypatch.setattr(_inference.FusedConv2d, "_MAX_CHOICES", 3)
+    conv = _inference.FusedConv(nn.Conv2d(2, 2, 1).eval())
+    monkeypatch.setattr(_inference.FusedConv, "_MAX_CHOICES", 3)
     with torch.no_grad():
         for w in range(1, 6):
             conv(torch.zeros(1, 2, 1, w), None, False)
@@ -183,7 +183,7 @@ def test_fused_conv_bounds_its_choices(monkeypatch):
 
 
 def test_fused_conv_uses_plain_ops_when_autograd_records():
-    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(4, 4, 3, 1, 1))
+    conv = _inference.FusedConv(nn.Conv2d(4, 4, 3, 1, 1))
     x = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(5), requires_grad=True)
     conv(x, None, True).sum().backward()
     assert x.grad is not None and conv._impl == {}  # nothing chosen, nothing prepacked
@@ -194,7 +194,7 @@ def test_fused_conv_uses_plain_ops_when_autograd_records():
 
 def test_optimized_model_uses_the_plan_and_matches_float64(tiny):
     fast = hrnet_fast.optimize(tiny)
-    assert fast._plan is not None
+    assert fast.inference_plan() is not None and fast.inference_plan().frozen
     x = _image()
     with torch.no_grad():
         ref = tiny(x)
@@ -207,7 +207,7 @@ def test_optimized_model_uses_the_plan_and_matches_float64(tiny):
 def test_plan_matches_the_folded_module_forward(tiny):
     fast = hrnet_fast.optimize(tiny)
     folded = hrnet_fast.optimize(tiny, fused=False)
-    assert folded._plan is None
+    assert not folded.inference_plan().frozen  # input dtype and layout only: the module forward runs
     assert list(fast.state_dict()) == list(folded.state_dict())  # same names: the convs were swapped, not renamed
     x = _image(seed=6)
     with torch.no_grad():
@@ -227,11 +227,15 @@ def test_plan_runs_the_fused_op_and_the_fused_convs(tiny, monkeypatch):
             return real(*args)
 
     monkeypatch.setattr(torch.ops.hrnet_fast.fused_exchange, "default", Spy())
-    monkeypatch.setattr(fe, "_check_args", lambda *a: (_ for _ in ()).throw(AssertionError("checked per call")))
+    checks = []
+    check = fe._check_args
+    monkeypatch.setattr(fe, "_check_args", lambda *a: checks.append(1) or check(*a))
     with torch.no_grad():
         fast(_image(n=1))
-    n_rows = sum(len(u) for u in fast.exchange_units())
-    assert len(calls) == n_rows  # one fused call per output branch, no argument check per call
+        n_rows = sum(len(u) for u in fast.exchange_units())
+        assert len(calls) == n_rows and len(checks) == n_rows  # one fused call per output branch, checked once
+        fast(_image(n=1, seed=2))
+    assert len(calls) == 2 * n_rows and len(checks) == n_rows  # no argument check per call
     chosen = _inference.backend_summary(fast)
     impls = {v for vals in chosen.values() for v in vals.split(",")}
     # the big convolutions (the stem's, the high-resolution branch's) on oneDNN, the tiny ones plain
@@ -376,15 +380,16 @@ def test_graph_cache_runs_eagerly_when_autograd_records():
 def test_optimized_model_routes_through_its_graph_cache(tiny):
     fast = hrnet_fast.optimize(tiny)
     backend = FakeCapture()
-    fast._graphs = GraphCache(fast._plan, max_graphs=2, backend=backend)
+    plan = fast.inference_plan()
+    plan.graphs = GraphCache(plan.run, max_graphs=2, backend=backend)
     x = _image(n=1, seed=10)
     with torch.no_grad():
-        want = fast._plan(x.contiguous(memory_format=torch.channels_last))
+        want = plan.run(x.contiguous(memory_format=torch.channels_last))
         out1 = fast(x)
         out2 = fast(x)
     assert [e[0] for e in backend.log] == ["capture", "replay", "replay"]
     assert torch.equal(out1, out2) and torch.equal(out1, want)
-    assert hrnet_fast.optimize(tiny, cuda_graphs=False)._graphs is None
+    assert hrnet_fast.optimize(tiny, cuda_graphs=False).inference_plan().graphs is None
 
 
 @pytest.mark.gpu
@@ -395,7 +400,8 @@ def test_cuda_graphs_on_gpu_match_eager(tiny):
     with torch.no_grad():
         a, b = fast(x), fast(x * 0.5)
         ea, eb = eager(x), eager(x * 0.5)
-    assert fast._graphs.captures == 1 and fast._graphs.replays == 2
+    graphs = fast.inference_plan().graphs
+    assert graphs.captures == 1 and graphs.replays == 2
     assert_close_rel(a, ea, 2e-3, "graph vs eager")
     assert_close_rel(b, eb, 2e-3, "graph vs eager, second input")
 
@@ -406,7 +412,7 @@ def test_fused_conv_on_gpu_per_shape_class_matches_plain_ops(dtype):
     # odd sizes, batch classes, both layouts, with and without a residual: whatever cuDNN's fused engines
     # accept or refuse per class, every call must give the plain ops' result
     torch.manual_seed(13)
-    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(16, 16, 3, 1, 1).eval().cuda().to(dtype))
+    conv = _inference.FusedConv(nn.Conv2d(16, 16, 3, 1, 1).eval().cuda().to(dtype))
     tol = 1e-3 if dtype == torch.float32 else 1e-2
     with torch.no_grad():
         for n, h, w in ((1, 32, 24), (3, 17, 13), (8, 64, 48), (1, 1, 1), (5, 9, 31)):
@@ -421,15 +427,15 @@ def test_fused_conv_on_gpu_per_shape_class_matches_plain_ops(dtype):
 
 @pytest.mark.gpu
 def test_fused_conv_on_gpu_falls_back_for_a_refused_shape(monkeypatch):
-    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(16, 16, 3, 1, 1).eval().cuda().half())
-    real = _inference.FusedConv2d._cudnn
+    conv = _inference.FusedConv(nn.Conv2d(16, 16, 3, 1, 1).eval().cuda().half())
+    real = _inference.FusedConv._cudnn
 
     def picky(self, x, residual):  # a cuDNN without a fused engine for 17-pixel-high inputs
         if x.shape[2] == 17:
             raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED")
         return real(self, x, residual)
 
-    monkeypatch.setattr(_inference.FusedConv2d, "_cudnn", picky)
+    monkeypatch.setattr(_inference.FusedConv, "_cudnn", picky)
     torch.manual_seed(14)
     with torch.no_grad():
         a = torch.randn(2, 16, 32, 24, device="cuda", dtype=torch.float16)
@@ -443,7 +449,7 @@ def test_fused_conv_on_gpu_falls_back_for_a_refused_shape(monkeypatch):
 @pytest.mark.gpu
 def test_capture_of_an_undecided_fused_conv_runs_the_plain_ops():
     # deciding needs a host sync, which would break the capture: the plain ops are captured instead
-    conv = _inference.FusedConv2d.from_conv(nn.Conv2d(16, 16, 3, 1, 1).eval().cuda().half())
+    conv = _inference.FusedConv(nn.Conv2d(16, 16, 3, 1, 1).eval().cuda().half())
     torch.manual_seed(15)
     static = torch.randn(2, 16, 32, 24, device="cuda", dtype=torch.float16)
     side = torch.cuda.Stream()

@@ -37,17 +37,18 @@ def tiny(golden, fused=True, backend="auto"):
 
 @pytest.fixture
 def count_fused_calls(monkeypatch):
-    """Counts calls of the fused op (so a test knows the fused path really ran)."""
+    """Counts calls of the fused op (so a test knows the fused path really ran): every caller runs it through
+    a prepared call (hrnet_fast.ops.fused_exchange.prepare)."""
     fe = hrnet_fast.ops.OPS["fused_exchange"].module  # the op's module (hrnet_fast.ops.fused_exchange is the op)
 
     calls = {"n": 0}
-    orig = fe.run_backend
+    orig = fe.PreparedExchange.__call__
 
     def spy(*args, **kwargs):
         calls["n"] += 1
         return orig(*args, **kwargs)
 
-    monkeypatch.setattr(fe, "run_backend", spy)
+    monkeypatch.setattr(fe.PreparedExchange, "__call__", spy)
     return calls
 
 

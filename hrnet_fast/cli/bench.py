@@ -133,14 +133,13 @@ def _bench_exchange(reference, fast, x, timer: Timer, rows, batch, dtype_name):
     from .._numerics import max_rel_err
 
     ref_units = reference.exchange_units()
-    # hrnet_fast's units as its frozen plan runs them (prepared arguments, fused conv epilogues)
-    plan = getattr(fast, "_plan", None)
-    fast_units = ([m.exchange for stage in plan.stages for m in stage if m.exchange is not None] if plan is not None
-                  else fast.exchange_units())
+    # hrnet_fast's units as its frozen plan runs them (prepared op calls, fused conv epilogues)
+    plan = fast.inference_plan()
+    fast_units = [plan.exchange(u) if plan is not None and plan.frozen else u for u in fast.exchange_units()]
     # Both paths get the same values (the reference's), each in the memory layout its model runs in, so
     # the error measures the units alone and not the drift of the models upstream.
     ref_in = _capture_unit_inputs(reference, x)
-    fmt = torch.channels_last if getattr(fast, "input_channels_last", False) else torch.contiguous_format
+    fmt = torch.channels_last if plan is not None and plan.channels_last else torch.contiguous_format
     fast_dtype = next(fast.parameters()).dtype
     fast_in = [[t.to(fast_dtype).contiguous(memory_format=fmt) for t in xs] for xs in ref_in]
 
@@ -172,7 +171,7 @@ def _bench_model(official32, reference, fast, x, device, timer: Timer, rows, bat
 
     from .._numerics import max_rel_err
     from .._timing import capture_cuda_graph
-    from ..optimize import optimize
+    from .._optimize import optimize
 
     cl = torch.channels_last
     x32 = x.float()

@@ -87,12 +87,14 @@ class ExchangeUnit(nn.ModuleList):
     each output branch ``i``, ``ReLU(x_i + sum_{j<i} down_ij(x_j) + sum_{j>i} up(BN(conv1x1(x_j))))``.
 
     Fused (the default): per output branch, ``base = x_i + sum_{j<i} down_ij(x_j)`` runs as usual
-    (cuDNN / oneDNN convolutions), and one :func:`hrnet_fast.ops.fused_exchange` call does the rest. In
-    eval mode the 1x1 conv and its BN fold into (weights, biases), cached on the unit and refreshed when a
-    parameter or buffer changes; in train mode BN needs batch statistics, so conv + BN run at low
-    resolution in PyTorch and the fused op does upsample + sum + ReLU. With ``backend="auto"`` the
-    backend is chosen per call, and inputs no fused backend can run (e.g. float16 on the CPU) take the
+    (cuDNN / oneDNN convolutions), and one prepared :func:`hrnet_fast.ops.fused_exchange` call
+    (:func:`~hrnet_fast.ops.fused_exchange.prepare`) does the rest: the unit's inputs go to the op and from
+    it to the kernel. In eval mode the 1x1 conv and its BN fold into (weights, biases), cached on the unit
+    and refreshed when a parameter or buffer changes; in train mode BN needs batch statistics, so conv + BN
+    run at low resolution in PyTorch and the fused op does upsample + sum + ReLU. With ``backend="auto"``
+    the backend is chosen per call, and inputs no fused backend can run (e.g. float16 on the CPU) take the
     reference path. ``configure(fused=False)`` (or ``backend="torch"``) always takes the reference path.
+    :meth:`prepare` gives the prepared calls on the folded weights once, for a frozen model's plan.
     """
 
     def __init__(self, layers: Sequence[nn.ModuleList], num_inputs: int):
@@ -100,10 +102,9 @@ class ExchangeUnit(nn.ModuleList):
         self.num_inputs = num_inputs
         self.fused = True
         self.backend = "auto"
-        # (i, j) -> (tensors the fold was computed from, their _version, (W, b)). A plain attribute, so
-        # the state_dict keeps exactly the official keys.
+        # The eager fused path's folds: (i, j) -> (tensors the fold was computed from, their _version, (W, b)).
+        # A plain attribute, so the state_dict keeps exactly the official keys.
         self._fold_cache: Dict[Any, Any] = {}
-        self._bound: Dict[Any, Any] = {}
 
     def configure(self, fused: bool = True, backend: str = "auto") -> "ExchangeUnit":
         """Choose the fused kernels (``fused=True``, ``backend`` as in :func:`hrnet_fast.ops.fused_exchange`)
@@ -115,7 +116,6 @@ class ExchangeUnit(nn.ModuleList):
         self.fused = bool(fused) and backend != "torch"
         self.backend = backend
         self._fold_cache = {}
-        self._bound = {}  # a frozen model's prepared calls (hrnet_fast._inference), made again on next use
         return self
 
     def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:  # type: ignore[override]
@@ -124,10 +124,10 @@ class ExchangeUnit(nn.ModuleList):
         from ..ops.fused_exchange import resolve_backend
 
         # one resolution per forward (cached), shared by every output branch
-        backend = resolve_backend(xs[0], self.backend)
-        if backend.name == "torch" and self.backend == "auto":
+        name = resolve_backend(xs[0], self.backend).name
+        if name == "torch" and self.backend == "auto":
             return self.reference_forward(xs)  # the official op order, not the fused formula in torch
-        return self.fused_forward(xs, backend)
+        return self.fused_forward(xs, name)
 
     def reference_forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
         """The official computation, op for op (summation order included)."""
@@ -140,14 +140,16 @@ class ExchangeUnit(nn.ModuleList):
             out.append(torch.relu(y))
         return out
 
-    def fused_forward(self, xs: List[torch.Tensor], backend=None) -> List[torch.Tensor]:
-        """The same result through one :func:`~hrnet_fast.ops.fused_exchange` call per output branch
-        (``backend``: the entry the caller resolved; None resolves ``self.backend`` here)."""
-        from ..ops.fused_exchange import _check_args, resolve_backend, run_backend
+    def fused_forward(self, xs: List[torch.Tensor], backend: Optional[str] = None) -> List[torch.Tensor]:
+        """The same result through one prepared :func:`~hrnet_fast.ops.fused_exchange` call per output branch
+        (``backend``: a backend name, as resolved by the caller; None: ``self.backend``).
 
-        if backend is None:
-            backend = resolve_backend(xs[0], self.backend)
+        Differentiable: in train mode BatchNorm needs batch statistics, so conv + BN of the lower-resolution
+        inputs run at low resolution in PyTorch (the official order) and the op does the rest; in eval mode
+        the folded weights (cached while the parameters do not change) go to the op."""
+        from ..ops.fused_exchange import prepare
 
+        backend = self.backend if backend is None else backend
         out = []
         for i in range(len(self)):
             row = self[i]
@@ -160,7 +162,6 @@ class ExchangeUnit(nn.ModuleList):
             for j in range(i + 1, self.num_inputs):
                 conv, norm = row[j][0], row[j][1]
                 if isinstance(norm, nn.modules.batchnorm._BatchNorm) and (norm.training or norm.running_mean is None):
-                    # batch statistics: conv + BN at low resolution (the official order), then fuse the rest
                     lows.append(norm(conv(xs[j])))
                     weights.append(None)
                     biases.append(None)
@@ -169,12 +170,38 @@ class ExchangeUnit(nn.ModuleList):
                     lows.append(xs[j])
                     weights.append(w)
                     biases.append(b)
-            lows, weights, biases = _check_args(base, lows, weights, biases)
-            out.append(run_backend(backend, base, lows, weights, biases, True))
+            # prepared per call: these weights change with the parameters (and carry their gradients)
+            out.append(prepare(weights, biases, relu=True, backend=backend)(base, lows))
         return out
 
+    def prepare(self, backend: Optional[str] = None) -> list:
+        """Per output branch ``i``, the fused op prepared (:func:`hrnet_fast.ops.fused_exchange.prepare`) on
+        the folded 1x1 weights (C_i, C_j) and biases of every lower-resolution input ``j > i`` -- BatchNorm
+        with its running statistics folded in float64, rounded to the weights' dtype -- so that
+        ``prepared[i](x_i + sum_{j<i} down_ij(x_j), [x_j for j > i])`` is output ``i``. For inference: what
+        a frozen model runs (:mod:`hrnet_fast._inference`); later changes of the parameters are not seen.
+        ``backend``: default ``self.backend``."""
+        from ..ops.fused_exchange import prepare
+
+        prepared = []
+        with torch.no_grad():
+            for i in range(len(self)):
+                folds = [self._fold(self[i][j][0], self[i][j][1]) for j in range(i + 1, self.num_inputs)]
+                prepared.append(prepare([w for w, _ in folds], [b for _, b in folds], relu=True,
+                                        backend=self.backend if backend is None else backend))
+        return prepared
+
+    @staticmethod
+    def _fold(conv: nn.Conv2d, norm: nn.Module):
+        """(W (C, C_j), b (C,) or None) of conv followed by norm (eval BN or Identity): folded in float64,
+        rounded to the conv's dtype."""
+        w, b = fold_conv_norm(conv, norm, torch.float64)
+        dt = conv.weight.dtype
+        return w.reshape(w.shape[0], w.shape[1]).to(dt), None if b is None else b.to(dt)
+
     def _folded(self, i: int, j: int, conv: nn.Conv2d, norm: nn.Module):
-        """(W (C, C_j), b (C,) or None) of conv followed by norm (eval BN or Identity)."""
+        """:meth:`_fold`, cached per (i, j) while the parameters and buffers do not change (the eager fused
+        path); inline and differentiable when autograd records or torch.compile traces."""
         tensors = [conv.weight, conv.bias]
         if isinstance(norm, nn.modules.batchnorm._BatchNorm):
             tensors += [norm.weight, norm.bias, norm.running_mean, norm.running_var]
@@ -191,8 +218,7 @@ class ExchangeUnit(nn.ModuleList):
         if hit is not None and all(a is b for a, b in zip(hit[0], tensors)) and hit[1] == versions:
             return hit[2]
         with torch.no_grad():
-            w, b = fold_conv_norm(conv, norm, torch.float64)
-            folded = (w.reshape(w.shape[0], w.shape[1]).to(conv.weight.dtype), None if b is None else b.to(conv.weight.dtype))
+            folded = self._fold(conv, norm)
         self._fold_cache[(i, j)] = (tensors, versions, folded)
         return folded
 
@@ -289,12 +315,10 @@ class PoseHighResolutionNet(nn.Module):
     """The HRNet pose network. Input (N, 3, H, W) with H, W divisible by 32; output heatmaps
     (N, NUM_JOINTS, H/4, W/4), same dtype and device as the input."""
 
-    # Set by hrnet_fast.optimize(): inputs are cast / converted to what the weights are; the frozen
-    # inference plan (hrnet_fast._inference) and the CUDA-graph cache (hrnet_fast.cuda_graphs).
-    input_dtype: Optional[torch.dtype] = None
-    input_channels_last: bool = False
-    _plan: Optional[Any] = None
-    _graphs: Optional[Any] = None
+    # hrnet_fast.optimize()'s InferenceConfig (plain data, saved with the module) and the InferencePlan
+    # built from it (derived: never pickled or copied; see inference_plan()). None on a plain model.
+    _inference_config: Optional[Any] = None
+    _inference_plan: Optional[Any] = None
 
     def __init__(self, cfg: Dict[str, Any]):
         super().__init__()
@@ -416,7 +440,8 @@ class PoseHighResolutionNet(nn.Module):
         if x.device != weight.device:
             raise RuntimeError(f"input is on {x.device} but the model's weights are on {weight.device}: move one of them "
                                f"(x.to({str(weight.device)!r}) or model.to({str(x.device)!r}))")
-        if self.input_dtype is None and x.dtype != weight.dtype:
+        casts = self._inference_config is not None and self._inference_config.dtype is not None
+        if not casts and x.dtype != weight.dtype:
             raise TypeError(
                 f"input has dtype {x.dtype} but the model's weights are {weight.dtype}: cast the input "
                 f"(x.to({weight.dtype})) or the model (model.to({x.dtype})); hrnet_fast.optimize(model, dtype=...) "
@@ -426,12 +451,17 @@ class PoseHighResolutionNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.compiler.is_compiling():
             self.check_input(x)
-        if self.input_dtype is not None and x.dtype != self.input_dtype:
-            x = x.to(self.input_dtype)
-        if self.input_channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if self._plan is not None:
-            return self._plan(x) if self._graphs is None else self._graphs(x)
+        plan = self._inference_plan
+        if plan is None and self._inference_config is not None:
+            plan = self.inference_plan()
+        if plan is not None:
+            if plan.frozen:
+                return plan(x)
+            x = plan.prepare_input(x)
+        return self._module_forward(x)
+
+    def _module_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The official forward, module by module (a frozen model's plan runs the same steps itself)."""
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         x = self.layer1(x)
@@ -444,6 +474,69 @@ class PoseHighResolutionNet(nn.Module):
         x_list = [t(y_list[-1]) if t is not None else y_list[i] for i, t in enumerate(self.transition3)]
         y_list = self.stage4(x_list)
         return self.final_layer(y_list[0])
+
+    # ------------------------------------------------------------------ the optimized model's frozen state
+    @property
+    def inference_config(self) -> Optional[Any]:
+        """The :class:`~hrnet_fast._inference.InferenceConfig` that :func:`hrnet_fast.optimize` gave this model
+        (None for a plain model). Plain data, kept by ``state``-based copies, pickling and ``torch.save``;
+        setting it (None: a plain forward again) replaces the plan."""
+        return self._inference_config
+
+    @inference_config.setter
+    def inference_config(self, config: Optional[Any]) -> None:
+        from .._inference import InferenceConfig
+
+        if config is not None and not isinstance(config, InferenceConfig):
+            raise TypeError(f"inference_config must be an InferenceConfig or None, got {type(config).__name__}")
+        self.__dict__["_inference_config"] = config
+        self._rebuild_plan()
+
+    def inference_plan(self) -> Optional[Any]:
+        """The :class:`~hrnet_fast._inference.InferencePlan` of an optimized model, the one owner of what it
+        prepared for inference (input dtype and layout, fused convolutions, exchange calls, CUDA graphs),
+        built from :attr:`inference_config` and the weights if there is none yet; None for a plain model.
+
+        The plan is derived state: ``copy.deepcopy``, pickling and ``torch.save`` leave it out (the copy
+        builds its own), and ``.to()``/``.half()``/``.cuda()`` (every ``_apply``) and ``load_state_dict``
+        replace it, so a plan never outlives the weights it was made for."""
+        if self._inference_config is not None and self._inference_plan is None:
+            self._rebuild_plan()
+        return self._inference_plan
+
+    def _rebuild_plan(self) -> None:
+        self.__dict__["_inference_plan"] = None  # first: a build that fails leaves no stale plan behind
+        if self._inference_config is not None:
+            from .._inference import InferencePlan
+
+            self.__dict__["_inference_plan"] = InferencePlan(self, self._inference_config)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_inference_plan", None)  # derived (and holds opaque packed weights, CUDA graphs)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # built now rather than on the first call, so that a first call under torch.compile finds it
+        self._rebuild_plan()
+
+    def _replicate_for_data_parallel(self):
+        replica = super()._replicate_for_data_parallel()  # a shallow copy whose modules are replaced next
+        replica.__dict__["_inference_plan"] = None  # built for the replica's own modules on its first call
+        return replica
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__["_inference_plan"] = None
+        out = super()._apply(fn, *args, **kwargs)
+        self._rebuild_plan()  # for the moved or cast weights
+        return out
+
+    def load_state_dict(self, *args, **kwargs):
+        try:
+            return super().load_state_dict(*args, **kwargs)
+        finally:
+            self._rebuild_plan()  # the plan's packed weights and folds were made from the old values
 
     def exchange_units(self) -> List[ExchangeUnit]:
         """Every exchange unit, in forward order."""

@@ -15,14 +15,15 @@ registered too, so ``torch.library.opcheck`` passes and ``torch.compile(fullgrap
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .. import _backends
 
-__all__ = ["SUPPORT", "fused_exchange", "fused_exchange_reference", "resolve_backend", "run_backend"]
+__all__ = ["SUPPORT", "PreparedExchange", "fused_exchange", "fused_exchange_reference", "prepare", "resolve_backend",
+           "run_backend"]
 
 _OP = "fused_exchange"
 
@@ -408,3 +409,157 @@ def run_backend(backend: _backends.BackendSupport, base: torch.Tensor, lows: Lis
     arguments: no checks, no resolution. For callers that have done both once, e.g.
     :class:`~hrnet_fast.ExchangeUnit` per forward."""
     return backend.run(base, lows, ws, bs, relu)
+
+
+def _backend_call(backend, base: torch.Tensor, ws: List[Optional[torch.Tensor]], bs: List[Optional[torch.Tensor]],
+                  relu: bool):
+    """``call(base, lows)`` running ``backend`` (an entry of :data:`SUPPORT` as resolved, or an op overload to
+    trace) on these weights and biases. An op overload (given to ``PreparedExchange(op=...)`` for export) gets
+    the compiled ops' placeholder lists, made once; only its fake kernel runs."""
+    if isinstance(backend, _backends.BackendSupport):
+        run = backend.run
+        return lambda b, lows: run(b, lows, ws, bs, relu)
+    wp, bp = _placeholders(base, ws), _placeholders(base, bs)
+    return lambda b, lows: backend(b, lows, wp, bp, relu)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The prepared call: weights fixed, the backend bound once per (device, dtype) of the inputs
+
+
+def _tracing() -> bool:
+    """True while torch.compile / torch.export / torch.jit / ONNX export trace (shapes may be symbolic)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return True
+    onnx = getattr(torch, "onnx", None)
+    return bool(onnx is not None and getattr(onnx, "is_in_onnx_export", lambda: False)())
+
+
+def _signature(base: torch.Tensor, lows: Sequence[torch.Tensor]) -> tuple:
+    """What a checked call fixes about its arguments: device, dtype and shape of base and of every low."""
+    return (base.device, base.dtype, base.shape, tuple((low.shape, low.dtype, low.device) for low in lows))
+
+
+# one (device, dtype) binding: the call and the weights and biases converted for it
+_Bound = NamedTuple("_Bound", [("call", Callable), ("weights", list), ("biases", list)])
+
+
+class PreparedExchange:
+    """``prepared(base, lows)``: :func:`fused_exchange` with its weights, biases, ``relu`` and ``backend``
+    fixed (made by :func:`prepare`).
+
+    Per (device, dtype) of ``base``, the first call binds once what every later call would otherwise redo:
+    the backend (resolved for that device and dtype), the weights converted to it (2-d, contiguous; the
+    biases in float32 for the 16-bit cuda backend, which adds them into its float32 accumulator) and the
+    compiled ops' placeholder lists. The arguments are checked in full on the first call of each shape
+    signature (shapes, dtypes and devices of base and lows); later calls of a signature run the kernel
+    directly. While torch.compile / torch.export trace, every call is checked and nothing is cached.
+
+    Weights that require grad stay differentiable (a conversion is recorded once, at binding): for
+    training, prepare per step or call :func:`fused_exchange`. ``op`` (for export): an op overload called
+    instead of a resolved backend, traced by its fake kernel whatever this machine can run.
+    """
+
+    _MAX_SIGNATURES = 64  # shape signatures remembered as checked (a model sees a few; bounded anyway)
+
+    def __init__(self, weights: Weights, biases: Weights = None, relu: bool = True, backend: str = "auto", op=None):
+        if backend != "auto" and backend not in _backends.BACKENDS:
+            raise ValueError(f"{_OP}.prepare: backend must be 'auto' or one of {list(_backends.BACKENDS)}, got {backend!r}")
+        self.weights, self.biases = _check_params(weights, biases)
+        self.relu = bool(relu)
+        self.backend = backend
+        self._op = op
+        self._bound: Dict[Tuple[torch.device, torch.dtype], _Bound] = {}
+        self._checked: set = set()
+
+    def __call__(self, base: torch.Tensor, lows: Sequence[torch.Tensor]) -> torch.Tensor:
+        if _tracing():
+            bound = self._bind(base)
+            lows, _, _ = _check_args(base, lows, bound.weights, bound.biases)
+            return bound.call(base, lows)
+        try:  # the common case: a signature seen (and checked) before
+            if _signature(base, lows) in self._checked:
+                return self._bound[(base.device, base.dtype)].call(base, lows)
+        except (AttributeError, KeyError, TypeError):  # unbound, or not tensors (the checks below say so)
+            pass
+        return self._first_call(base, lows)
+
+    def _first_call(self, base, lows):
+        """Bind for base's device and dtype if needed, check every argument, remember the signature."""
+        if not isinstance(base, torch.Tensor):
+            _check_args(base, lows, None, None)  # raises the op's TypeError naming base
+        key = (base.device, base.dtype)
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = self._bound[key] = self._bind(base)
+        lows, _, _ = _check_args(base, lows, bound.weights, bound.biases)
+        if len(self._checked) >= self._MAX_SIGNATURES:
+            self._checked.clear()
+        self._checked.add(_signature(base, lows))
+        return bound.call(base, lows)
+
+    def _bind(self, base: torch.Tensor) -> _Bound:
+        if self._op is not None:
+            name, backend = None, self._op
+        else:
+            backend = resolve_backend(base, self.backend)
+            name = backend.name
+        b_dtype = torch.float32 if name == "cuda" and base.dtype in _HALF else base.dtype
+        ws = [None if w is None else _converted(w, base.device, base.dtype) for w in self.weights]
+        bs = [None if b is None else _converted(b, base.device, b_dtype) for b in self.biases]
+        return _Bound(_backend_call(backend, base, ws, bs, self.relu), ws, bs)
+
+    def __repr__(self) -> str:
+        return (f"PreparedExchange({len(self.weights)} lows, relu={self.relu}, backend={self.backend!r}, "
+                f"bound for {sorted(str(k) for k in self._bound)})")
+
+
+def _converted(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` on ``device`` in ``dtype``, contiguous: ``t`` itself when it already is (no op dispatched)."""
+    if t.device != device or t.dtype != dtype:
+        t = t.to(device=device, dtype=dtype)
+    return t if t.is_contiguous() else t.contiguous()
+
+
+def _check_params(weights: Weights, biases: Weights) -> Tuple[List[Optional[torch.Tensor]], List[Optional[torch.Tensor]]]:
+    """Validate prepare()'s weights and biases on their own (the inputs' shapes come with the first call):
+    one entry per low, a (C, C_j) or (C, C_j, 1, 1) weight or None, a (C,) bias or None, one C for all.
+    Returns lists, weights 2-d."""
+    where = f"{_OP}.prepare"
+    for arg, value in (("weights", weights), ("biases", [] if biases is None else biases)):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{where}: {arg} must be a list/tuple with one entry (tensor or None) per low input, "
+                            f"got {type(value).__name__}")
+        for j, t in enumerate(value):
+            if t is not None and not (isinstance(t, torch.Tensor) and t.is_floating_point()):
+                raise TypeError(f"{where}: {arg}[{j}] must be a floating-point tensor or None, got "
+                                f"{getattr(t, 'dtype', type(t).__name__)}")
+    n = len(weights)
+    bs = [None] * n if biases is None else list(biases)
+    if len(bs) != n:
+        raise ValueError(f"{where}: biases must have one entry per weight: got {len(bs)} for {n} weights")
+    for j, w in enumerate(weights):
+        if w is not None and not (w.dim() == 2 or (w.dim() == 4 and tuple(w.shape[2:]) == (1, 1))):
+            raise ValueError(f"{where}: weights[{j}] must have shape (C, C_j) or (C, C_j, 1, 1), got {tuple(w.shape)}")
+        if bs[j] is not None and bs[j].dim() != 1:
+            raise ValueError(f"{where}: biases[{j}] must have shape (C,), got {tuple(bs[j].shape)}")
+    channels = {int(t.shape[0]) for t in list(weights) + bs if t is not None}
+    if len(channels) > 1:
+        raise ValueError(f"{where}: weights and biases disagree on the output channels C: {sorted(channels)}")
+    return [w.reshape(w.shape[0], w.shape[1]) if w is not None and w.dim() == 4 else w for w in weights], bs
+
+
+def prepare(weights: Weights, biases: Weights = None, relu: bool = True, backend: str = "auto") -> PreparedExchange:
+    """:func:`fused_exchange` with fixed weights and biases, as a callable ``prepared(base, lows)``.
+
+    ``weights``: one entry per low input, a (C, C_j) or (C, C_j, 1, 1) tensor or None (that low already has
+    C channels); ``biases``: None or one (C,) tensor or None per low; ``relu`` and ``backend`` as in
+    :func:`fused_exchange`. The weights may sit on any device and in any floating dtype: each (device,
+    dtype) of the inputs gets its own converted copy, made on its first call (see
+    :class:`PreparedExchange`). ``prepared(base, lows)`` returns what
+    ``fused_exchange(base, lows, weights, biases, relu, backend)`` returns for the converted weights.
+
+    This is the one call of the exchange op for code that runs it repeatedly: the model's fused exchange
+    units, the frozen inference plan of :func:`hrnet_fast.optimize` and the ONNX plugin export.
+    """
+    return PreparedExchange(weights, biases, relu, backend)
