@@ -5,7 +5,6 @@ differentiable and traceable, and rejects bad arguments with errors that name th
 from __future__ import annotations
 
 import sys
-import types
 
 import pytest
 import torch
@@ -64,17 +63,23 @@ def test_sixteen_bit_cuda_binding_keeps_float32_biases(monkeypatch):
     # (binding only: the kernels are not called here)
     base, _, weights, biases = _inputs(dtype=torch.float16)
     for name, want in (("cuda", torch.float32), ("triton", torch.float16), ("torch", torch.float16)):
-        monkeypatch.setattr(fe, "resolve_backend", lambda b, backend="auto", name=name: name)
+        monkeypatch.setattr(fe, "resolve_backend", lambda b, backend="auto", name=name: fe.SUPPORT.backends[name])
         bound = prepare(weights, biases)._bind(base)
         assert bound.biases[0].dtype == want and bound.weights[0].dtype == torch.float16, name
 
 
-def test_a_resolved_backend_entry_is_compared_by_its_name(monkeypatch):
-    # the resolver may return a backend entry with a .name instead of a string
+def test_the_prepared_call_runs_the_resolved_backend_entry(monkeypatch):
+    # the resolver returns a backend entry; the bound call is that entry's run, with the converted weights
     base, lows, weights, biases = _inputs()
     want = fused_exchange(base, lows, weights, biases, backend="torch")
-    monkeypatch.setattr(fe, "resolve_backend", lambda b, backend="auto": types.SimpleNamespace(name="torch"))
-    assert_close_rel(prepare(weights, biases)(base, lows), want, 0.0, "entry")
+    ran = []
+    torch_entry = fe.SUPPORT.backends["torch"]
+    entry = fe._backends.BackendSupport(run=lambda *a: ran.append(a) or torch_entry.run(*a), name="torch")
+    monkeypatch.setattr(fe, "resolve_backend", lambda b, backend="auto": entry)
+    prepared = prepare(weights, biases)
+    assert_close_rel(prepared(base, lows), want, 0.0, "entry")
+    prepared(base, lows)
+    assert len(ran) == 2 and ran[0][0] is base and ran[0][4] is True
 
 
 def test_arguments_are_checked_once_per_signature(monkeypatch):

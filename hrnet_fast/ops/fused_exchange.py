@@ -22,8 +22,7 @@ import torch.nn.functional as F
 
 from .. import _backends
 
-__all__ = ["SUPPORT", "PreparedExchange", "fused_exchange", "fused_exchange_reference", "prepare", "resolve_backend",
-           "run_backend"]
+__all__ = ["SUPPORT", "PreparedExchange", "fused_exchange", "fused_exchange_reference", "prepare", "resolve_backend"]
 
 _OP = "fused_exchange"
 
@@ -401,14 +400,6 @@ def fused_exchange(
     """
     lows, ws, bs = _check_args(base, lows, weights, biases)
     return resolve_backend(base, backend).run(base, lows, ws, bs, bool(relu))
-
-
-def run_backend(backend: _backends.BackendSupport, base: torch.Tensor, lows: List[torch.Tensor],
-                ws: List[Optional[torch.Tensor]], bs: List[Optional[torch.Tensor]], relu: bool) -> torch.Tensor:
-    """Run ``backend`` (an entry of :data:`SUPPORT`, as :func:`resolve_backend` returns it) on checked
-    arguments: no checks, no resolution. For callers that have done both once, e.g.
-    :class:`~hrnet_fast.ExchangeUnit` per forward."""
-    return backend.run(base, lows, ws, bs, relu)
 
 
 def _backend_call(backend, base: torch.Tensor, ws: List[Optional[torch.Tensor]], bs: List[Optional[torch.Tensor]],
