@@ -151,7 +151,8 @@ class EngineModule(nn.Module):
         engine: ``"openvino"`` or ``"onnxruntime"``.
         dtype: the compute dtype (the precision hint of OpenVINO) and the dtype of the heatmaps returned.
         threads: CPU threads of the engine (default: ``torch.get_num_threads()`` now).
-        cfg: the model's config (``IMAGE_SIZE``, ``NUM_JOINTS``), kept as ``self.cfg`` for PoseEstimator.
+        cfg: the model's config, kept as ``self.cfg`` for PoseEstimator (default: ``IMAGE_SIZE`` and
+            ``NUM_JOINTS`` read from the graph's shapes).
         options: extra engine settings: OpenVINO properties (e.g. ``{"PERF_COUNT": True}``) added to the
             compile config, or onnxruntime session config entries.
 
@@ -189,6 +190,8 @@ class EngineModule(nn.Module):
         self._onnx = bytes(onnx)
         self.eval()
         self._compile()
+        if self.cfg is None:  # what PoseEstimator reads, from the graph's shapes
+            self.cfg = {"IMAGE_SIZE": [self.input_hw[1], self.input_hw[0]], "NUM_JOINTS": self._out_chw[0]}
 
     # ---------------------------------------------------------------- compilation
     def _compile(self) -> None:
