@@ -279,7 +279,7 @@ class EngineModule(nn.Module):
             raise RuntimeError(f"{self._name()}: no call has run on this thread yet")
         return [{"name": p.node_name, "node_type": p.node_type, "exec_type": p.exec_type,
                  "real_us": p.real_time.total_seconds() * 1e6, "cpu_us": p.cpu_time.total_seconds() * 1e6}
-                for p in req.get_profiling_info() if str(p.status).endswith("EXECUTED") and "NOT" not in str(p.status)]
+                for p in req.get_profiling_info() if p.status == p.Status.EXECUTED]  # not NOT_RUN / OPTIMIZED_OUT
 
     def _name(self) -> str:
         return f"EngineModule({self.engine})"

@@ -53,3 +53,25 @@ def test_readme_pipeline_example_runs(tmp_path):
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["result"].keypoints.shape == (2, 17, 3) and scope["kp"].shape == (2, 17, 3)
     assert scope["result"].scores.shape == (2,)
+
+
+def test_readme_engines_example_runs(monkeypatch):
+    """The "CPU engines" example, on the tiny network (one ONNX export shared by its two engine builds)."""
+    import pytest
+
+    from hrnet_fast import engines
+
+    if os.environ.get("CI") != "true":
+        for pkg in ("openvino", "onnxruntime", "onnx", "onnxscript"):
+            pytest.importorskip(pkg, reason="optional: the engine extras")
+    block = _block("## CPU engines (OpenVINO, onnxruntime)")
+    tiny = os.path.join(os.path.dirname(README), "tests", "data", "tiny_hrnet.yaml")
+    assert '"w32_256x192"' in block and "256, 192)" in block and "(2, 17, 64, 48)" in block
+    code = block.replace('"w32_256x192"', repr(tiny)).replace("256, 192)", "128, 96)")
+    export, cache = engines.onnx_bytes, {}
+    monkeypatch.setattr(engines, "onnx_bytes", lambda m: cache.setdefault(id(m), export(m)))
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["heatmaps"].shape == (2, 17, 32, 24) and scope["heatmaps"].dtype == torch.float32
+    assert isinstance(scope["fast"], engines.EngineModule) and scope["fast"].engine == "openvino"
+    assert scope["est"].model.engine == "openvino" and len(cache) == 1
