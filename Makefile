@@ -33,9 +33,9 @@ $(VENV)/.deps: $(BIN)/python
 
 # Editable install: builds hrnet_fast/_C (C++ always, CUDA when torch is a CUDA build with a toolkit).
 $(VENV)/.built: $(VENV)/.deps setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h csrc/*.h)
-	@echo "[make] building the C++ extension hrnet_fast._C and installing -e .[test,triton,pipeline,export] (about 2-4 minutes on 2 cores)"
+	@echo "[make] building the C++ extension hrnet_fast._C and installing -e .[test,triton,pipeline,export,openvino,onnxruntime] (about 2-4 minutes on 2 cores)"
 	@start=$$(date +%s); \
-	$(PIP) install --progress-bar off --no-build-isolation -e ".[test,triton,pipeline,export]" >$(VENV)/build.log 2>&1 \
+	$(PIP) install --progress-bar off --no-build-isolation -e ".[test,triton,pipeline,export,openvino,onnxruntime]" >$(VENV)/build.log 2>&1 \
 	  || { tail -n 40 $(VENV)/build.log; echo "[make] build failed: full log in $(VENV)/build.log"; exit 1; }; \
 	echo "[make] built in $$(( $$(date +%s) - start )) s (log: $(VENV)/build.log)"
 	touch $@

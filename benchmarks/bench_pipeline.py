@@ -13,7 +13,10 @@ depend on them):
   get_final_preds on the host), batched as ``validate()``'s data loader batches an image's boxes;
 - ``official, demo batching``: the same, one box per forward, as the official ``demo/inference.py`` runs it;
 - ``hrnet_fast``: ``PoseEstimator`` (crop_boxes, one forward of the crops and their mirror images on the
-  ``optimize()``d model, fused flip decode), from the uint8 numpy image to keypoints on the host.
+  ``optimize()``d model, fused flip decode), from the uint8 numpy image to keypoints on the host;
+- on the CPU, ``hrnet_fast ... engine=openvino`` / ``onnxruntime`` (``--engines``, default: the installed ones):
+  the same PoseEstimator with the network run by that engine on hrnet_fast's ONNX export (one export for
+  both, compiled once; :mod:`hrnet_fast.engines`); speed-ups are against the torch row.
 
 Stages: ``crop`` (colour conversion / input checks, box transform, warp, normalisation, copies), ``forward``
 (the model calls, with the input flip and, for the official recipe, its host copies), ``decode`` (flip merge,
@@ -139,6 +142,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-demo", action="store_true", help="skip the one-box-per-forward official baseline")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads for both sides (default: torch's; 1 is steadier on a shared machine)")
+    p.add_argument("--engines", default="auto",
+                   help="CPU engine rows: auto (the installed ones), none, or a list such as openvino,onnxruntime")
     p.add_argument("--out", default=None, help="write JSON here (results: benchmarks/results/)")
     p.add_argument("--quick", action="store_true", help="smoke run: the tiny test network, a small image, short timings")
     args = p.parse_args(argv)
@@ -183,16 +188,22 @@ def main(argv=None) -> int:
 
     stages = _Stages(device)
 
-    def run_ours():
-        if device.type == "cpu":  # the hook costs nothing on the CPU: stages and total from the same call
-            est._stage_hook = stages
-            stages.start()
-            est(image, boxes).keypoints.numpy()
-            stages("decode")  # the rescoring and the split per image belong to decoding
-            est._stage_hook = None
-            return dict(stages.acc)
-        est(image, boxes).keypoints.cpu()
-        return None
+    def run_est(e):
+        def fn():
+            if device.type == "cpu":  # the hook costs nothing on the CPU: stages and total from the same call
+                e._stage_hook = stages
+                stages.start()
+                e(image, boxes).keypoints.numpy()
+                stages("decode")  # the rescoring and the split per image belong to decoding
+                e._stage_hook = None
+                return dict(stages.acc)
+            e(image, boxes).keypoints.cpu()
+            return None
+        return fn
+
+    run_ours = run_est(est)
+    engine_ests, engine_info, skipped_engines = _engine_estimators(args.engines, model, device, dtype, flip)
+    skipped += skipped_engines
 
     fns = {}
     if cv2 is not None:
@@ -203,7 +214,10 @@ def main(argv=None) -> int:
         if not args.no_demo:
             demo = OfficialPipeline(official_model, (w_in, h_in), device=device, flip_test=flip, batch="box")
             fns["official, demo batching (one forward per box)"] = run_official(demo)
-    fns["hrnet_fast PoseEstimator (one forward of the crops and their mirror images)"] = run_ours
+    ours_name = "hrnet_fast PoseEstimator (one forward of the crops and their mirror images)"
+    fns[ours_name] = run_ours
+    for name, e in engine_ests.items():
+        fns[name] = run_est(e)
     with torch.no_grad():
         data = _sample(fns, args.rounds, min_time, min_runs=1 if args.quick else 3)
         if device.type == "cuda":  # the stage split from separate, synchronised calls
@@ -216,10 +230,15 @@ def main(argv=None) -> int:
                 for s in STAGES:
                     per[s].append(stages.acc[s])
             est._stage_hook = None
-            data[list(fns)[-1]]["stages"] = per
+            data[ours_name]["stages"] = per
     rows = [_row(name, d, len(boxes)) for name, d in data.items()]
-    ours = rows[-1]
-    for r in rows[:-1]:
+    ours = next(r for r in rows if r["pipeline"] == ours_name)
+    official_rows = [r for r in rows if r["pipeline"].startswith("official")]
+    for r in rows:
+        r["kind"] = "official" if r in official_rows else ("hrnet_fast" if r is ours else "engine")
+        if r["pipeline"] in engine_info:
+            r.update(engine_info[r["pipeline"]], speedup_vs_hrnet_fast_torch=ours["total_ms"] / r["total_ms"])
+    for r in official_rows:
         ours[f"speedup_vs_{'validate' if 'validate' in r['pipeline'] else 'demo'}"] = r["total_ms"] / ours["total_ms"]
         r["stages_speedup"] = {s: r["stages_ms"][s] / ours["stages_ms"][s] for s in STAGES
                                if s in r["stages_ms"] and ours["stages_ms"].get(s)}
@@ -231,6 +250,12 @@ def main(argv=None) -> int:
             pred, _ = official(image, boxes)
             kp = est(image, boxes).keypoints.cpu().double().numpy()
         agree = float((np.abs(kp[..., :2] - pred).max(-1) < 1e-2).mean())
+    with torch.no_grad():  # each engine against the torch path: the same keypoints to fp32 rounding
+        kp_torch = est(image, boxes).keypoints.cpu().double().numpy()
+        for r in rows:
+            if r["pipeline"] in engine_ests:
+                kp_e = engine_ests[r["pipeline"]](image, boxes).keypoints.cpu().double().numpy()
+                r["keypoints_equal_to_torch_fraction"] = float((np.abs(kp_e[..., :2] - kp_torch[..., :2]).max(-1) < 1e-2).mean())
 
     targets = None
     if device.type == "cuda":
@@ -251,6 +276,38 @@ def main(argv=None) -> int:
             json.dump(doc, fh, indent=2)
         print(f"wrote {args.out}")
     return 0
+
+
+def _engine_estimators(spec, model, device, dtype, flip):
+    """{row name: PoseEstimator on an engine module} for ``--engines`` on the CPU (one ONNX export of ``model``
+    shared by the engines), {row name: engine info}, and the reasons engines were skipped."""
+    from hrnet_fast import engines
+
+    if spec == "none" or device.type != "cpu":
+        return {}, {}, []
+    names = list(engines.AUTO_ORDER) if spec == "auto" else [n.strip() for n in spec.split(",") if n.strip()]
+    skipped, usable = [], []
+    for name in names:
+        if name not in engines.PACKAGES:
+            raise SystemExit(f"--engines: unknown engine {name!r} (openvino, onnxruntime, auto or none)")
+        missing = engines._missing(name)
+        problem = (f"not installed ({', '.join(missing)})" if missing else engines._dtype_problem(name, dtype))
+        if problem:
+            skipped.append(f"engine {name}: {problem}")
+        else:
+            usable.append(name)
+    if not usable:
+        return {}, {}, skipped
+    t0 = time.perf_counter()
+    graph = engines.onnx_bytes(model)
+    export_s = time.perf_counter() - t0
+    ests, info = {}, {}
+    for name in usable:
+        module = engines.EngineModule(graph, name, dtype, cfg=model.cfg)
+        label = f"hrnet_fast PoseEstimator, engine={name} ({engines.PACKAGES[name][2]} {module.version})"
+        ests[label] = PoseEstimator(module, device=device, dtype=dtype, flip_test=flip)
+        info[label] = {"engine": name, "version": module.version, "export_s": export_s, "compile_s": module.compile_s}
+    return ests, info, skipped
 
 
 def gpu_targets(est, image, width, height, quick, sync):
@@ -284,14 +341,18 @@ def _print(doc):
     head = f"{'pipeline':80s} {'total ms':>9s} {'p20-p80 ms':>17s} {'crop':>8s} {'forward':>9s} {'decode':>8s} {'persons/s':>10s} {'speed-up':>9s}"
     print(head)
     print("-" * len(head))
-    ours = doc["rows"][-1]
+    ours = next(r for r in doc["rows"] if r["kind"] == "hrnet_fast")
     for r in doc["rows"]:
         st = r["stages_ms"]
         sp = "" if r is ours else f"x{r['total_ms'] / ours['total_ms']:.2f}"
         print(f"{r['pipeline'][:80]:80s} {r['total_ms']:9.1f} {r['p20_ms']:8.1f}-{r['p80_ms']:<8.1f} {st.get('crop', 0):8.2f} "
               f"{st.get('forward', 0):9.1f} {st.get('decode', 0):8.2f} {r['persons_per_s']:10.1f} {sp:>9s}")
-    print("(speed-up: that row's time / hrnet_fast's; stages: median ms per call)")
-    for r in doc["rows"][:-1]:
+    print("(speed-up: that row's time / hrnet_fast's (torch); stages: median ms per call)")
+    for r in doc["rows"]:
+        if r["kind"] == "engine":
+            print(f"{r['pipeline']}: export {r['export_s']:.1f} s, compile {r['compile_s']:.2f} s, keypoints equal to the "
+                  f"torch path's (within 0.01 px): {100 * r.get('keypoints_equal_to_torch_fraction', float('nan')):.0f}%")
+    for r in [r for r in doc["rows"] if r["kind"] == "official"]:
         parts = ", ".join(f"{s} x{v:.2f}" for s, v in r.get("stages_speedup", {}).items())
         print(f"per stage, hrnet_fast vs {r['pipeline'].split(' (')[0]}: {parts}")
     if doc["keypoints_equal_to_official_fraction"] is not None:

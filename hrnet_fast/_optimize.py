@@ -67,6 +67,7 @@ def optimize(
     backend: str = "auto",
     cuda_graphs: Optional[bool] = None,
     max_graphs: int = 8,
+    engine: str = "torch",
 ) -> nn.Module:
     """A new eval-mode copy of ``model`` prepared for inference; the caller's model is untouched.
 
@@ -85,6 +86,8 @@ def optimize(
       (:class:`hrnet_fast.cuda_graphs.GraphCache`, at most ``max_graphs`` shapes, least recently used
       evicted); outputs are copies, so they may be kept. A call that autograd would record runs eagerly.
       ``cuda_graphs=False`` turns it off. Needs ``fused=True``.
+    - ``engine`` (default ``"torch"``: this module): ``"openvino"``, ``"onnxruntime"`` or ``"auto"`` return a CPU
+      inference engine running hrnet_fast's ONNX export, called the same way (:mod:`hrnet_fast.engines`).
 
     For an HRNet the returned module keeps the official state_dict names (BatchNorm entries are gone:
     folded) and ``exchange_units()``, records these arguments as ``inference_config`` (plain data) and
@@ -105,6 +108,12 @@ def optimize(
         raise TypeError(f"optimize: cuda_graphs must be None (auto), True or False, got {cuda_graphs!r}")
     if cuda_graphs and not fused:
         raise ValueError("optimize: cuda_graphs=True needs fused=True (the frozen inference path is what is captured)")
+    if engine not in ("torch", "openvino", "onnxruntime", "auto"):
+        raise ValueError(f"optimize: engine must be 'torch', 'openvino', 'onnxruntime' or 'auto', got {engine!r}")
+    if engine != "torch":  # hrnet_fast/engines.py: OpenVINO / onnxruntime behind the same module contract
+        from .engines import build
+        return build(model, engine, dtype=dtype, channels_last=channels_last, fused=fused, backend=backend,
+                     cuda_graphs=cuda_graphs, max_graphs=max_graphs)
     if not isinstance(max_graphs, int) or isinstance(max_graphs, bool) or max_graphs < 1:
         raise ValueError(f"optimize: max_graphs must be a positive int, got {max_graphs!r}")
     out = copy.deepcopy(model).eval()  # an optimized model's plan is not copied (derived state)

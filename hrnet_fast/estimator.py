@@ -161,6 +161,9 @@ class PoseEstimator:
         input_size: (W, H) of the model input; default: the model's ``cfg["IMAGE_SIZE"]``.
         flip_pairs: left/right joint pairs for the flip test; default COCO (17 joints) or MPII (16).
         pad_batches: pad the forward batch to :func:`padded_batch_size` (default: on CUDA only).
+        engine: what runs the network, as ``optimize(..., engine=)``: ``"torch"`` (default), ``"openvino"``,
+            ``"onnxruntime"`` (CPU only) or ``"auto"`` (an engine on the CPU, torch on CUDA); see
+            :mod:`hrnet_fast.engines`. Cropping and decoding stay hrnet_fast's kernels.
 
     Call: ``estimator(images, boxes=None)``.
 
@@ -183,7 +186,7 @@ class PoseEstimator:
     def __init__(self, config_or_model, weights=None, device="auto", dtype: Optional[torch.dtype] = None,
                  flip_test: bool = True, decode: str = "quarter", max_batch: int = 64, color: str = "bgr",
                  box_format: str = "xywh", oks_nms: Optional[float] = None, *, input_size: Optional[Sequence[int]] = None,
-                 flip_pairs=None, pad_batches: Optional[bool] = None):
+                 flip_pairs=None, pad_batches: Optional[bool] = None, engine: str = "torch"):
         if decode not in _DECODES:
             raise ValueError(f"{_E}: decode must be one of {list(_DECODES)}, got {decode!r}")
         if color not in _COLORS:
@@ -197,6 +200,11 @@ class PoseEstimator:
         if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"{_E}: dtype must be None, torch.float32, float16 or bfloat16, got {dtype}")
         self.device = _resolve_device(device)
+        if engine not in ("torch", "openvino", "onnxruntime", "auto"):
+            raise ValueError(f"{_E}: engine must be 'torch', 'openvino', 'onnxruntime' or 'auto', got {engine!r}")
+        if engine in ("openvino", "onnxruntime") and self.device.type != "cpu":
+            raise ValueError(f"{_E}: engine={engine!r} runs on the CPU, not on {self.device}: use device='cpu' or engine='torch'")
+        self._engine = "torch" if self.device.type != "cpu" else engine  # "auto" on a GPU: torch
         self.flip_test = bool(flip_test)
         self.decode = decode
         self.max_batch = int(max_batch)
@@ -260,10 +268,12 @@ class PoseEstimator:
                 if weights is not None:
                     model = copy.deepcopy(model)
                     load_checkpoint(model, weights)
-                return optimize(model, dtype=default_dtype).to(self.device)  # optimize() puts its copy in eval mode
+                return optimize(model, dtype=default_dtype, engine=self._engine).to(self.device)  # eval-mode copy
             if weights is not None:
                 raise ValueError(f"{_E}: weights were given with a model that has no BatchNorm (already optimized?): "
                                  f"load them into the plain model before optimize(), or pass the config")
+            if self._engine != "torch" and hasattr(model, "exchange_units"):  # an optimize()d HRNet: export it
+                return optimize(model, dtype=dtype, engine=self._engine)
             p = _first_param(model)
             t = p if p is not None else next(iter(model.buffers()), None)
             want_dtype = dtype if dtype is not None else (p.dtype if p is not None else None)
@@ -279,7 +289,7 @@ class PoseEstimator:
         else:
             warnings.warn(f"{_E}: no weights given: the network has random weights and its keypoints mean nothing "
                           f"(pass weights=<official or mmpose checkpoint>; see the README, 'Weights')", stacklevel=3)
-        return optimize(model.eval(), dtype=default_dtype).to(self.device)
+        return optimize(model.eval(), dtype=default_dtype, engine=self._engine).to(self.device)
 
     def _pairs(self, k: int):
         from .ops.decode_heatmaps import COCO_FLIP_PAIRS, MPII_FLIP_PAIRS

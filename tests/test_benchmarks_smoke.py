@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from hrnet_fast import engines
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
 TINY_YAML = os.path.join(ROOT, "tests", "data", "tiny_hrnet.yaml")
@@ -95,6 +97,12 @@ def test_bench_crop_boxes_quick(tmp_path):
             assert r["speedup_vs_cv2"] > 0 and r["max_diff_vs_cv2_levels"] <= 5, r
 
 
+def _has_export():
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript"))
+
+
 def test_bench_pipeline_quick(tmp_path):
     pytest.importorskip("cv2", reason="the official recipe in bench_pipeline.py uses OpenCV")
     out = tmp_path / "pipeline.json"
@@ -108,8 +116,14 @@ def test_bench_pipeline_quick(tmp_path):
     assert names[0].startswith("official, validate") and names[1].startswith("official, demo") and names[2].startswith("hrnet_fast")
     for r in doc["rows"]:
         assert r["total_ms"] > 0 and r["p20_ms"] <= r["p80_ms"] and set(r["stages_ms"]) == {"crop", "forward", "decode"}, r
-    ours = doc["rows"][-1]
-    assert ours["speedup_vs_validate"] > 0 and ours["speedup_vs_demo"] > 0
+    ours = doc["rows"][2]
+    assert ours["kind"] == "hrnet_fast" and ours["speedup_vs_validate"] > 0 and ours["speedup_vs_demo"] > 0
+    # the CPU engine rows (issue 20), one per installed engine, after hrnet_fast's torch row
+    engine_rows = {r["engine"]: r for r in doc["rows"][3:]}
+    installed = {e for e, v in engines.engine_versions().items() if v} if _has_export() else set()
+    assert set(engine_rows) == installed and all(r["kind"] == "engine" for r in engine_rows.values())
+    for r in engine_rows.values():
+        assert r["speedup_vs_hrnet_fast_torch"] > 0 and r["export_s"] > 0 and r["keypoints_equal_to_torch_fraction"] >= 0.9, r
     assert 0 <= doc["keypoints_equal_to_official_fraction"] <= 1 and doc["gpu_targets"] is None
 
 
@@ -277,3 +291,44 @@ def test_sanitize_script_runs_every_registered_op(monkeypatch, capsys):
     assert script.main(["--device", "cpu", "--only", "toy"]) == 0
     assert calls == [("cpp", torch.float32)] * 2
     assert "sanitize_cuda: 2 cpp kernel calls completed (toy 2)" in capsys.readouterr().out
+
+
+def test_bench_engines_quick(tmp_path):
+    """benchmarks/bench_engines.py --quick: every variant timed, its error, the per-layer profiles and the
+    keypoint agreement on photographs; the engine rows present exactly when the engine is installed."""
+    import importlib.util
+
+    out = tmp_path / "engines.json"
+    has_skimage = importlib.util.find_spec("skimage") is not None
+    res = _run([os.path.join(BENCH, "bench_engines.py"), "--quick", "--out", str(out)]
+               + ([] if has_skimage else ["--no-accuracy"]), timeout=300)
+    assert "wrote" in res.stdout and "per layer, fp32 batch 1" in res.stdout
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "engines" and doc["complete"] is True and doc["setup"]["quick"] is True
+    assert not list(tmp_path.glob(".*")), "the atomic write left its temporary file"
+    versions = doc["env"]["engines"] if _has_export() else {}
+    expect = {"official eager fp32", "hrnet_fast optimize(m) fp32", "hrnet_fast optimize(m, dtype=bf16)"}
+    if versions.get("onnxruntime"):
+        expect.add("onnxruntime fp32")
+    if versions.get("openvino"):
+        expect.add("OpenVINO f32")
+        if "BF16" in (doc["env"]["openvino_cpu_capabilities"] or []):
+            expect.add("OpenVINO bf16")
+    rows = {r["variant"]: r for r in doc["rows"]}
+    assert set(rows) == expect and all(r["batch"] == 1 for r in rows.values())
+    for name, r in rows.items():
+        assert r["ms"] > 0 and r["p20_ms"] <= r["p80_ms"] and len(r["rounds_ms"]) == 2 and r["x_official"] > 0, r
+        if name != "official eager fp32":
+            assert r["max_rel_err"] < (1e-4 if "bf16" not in name else 0.5), r
+    prof = doc["profiles"]["fp32 batch 1"]
+    assert prof["torch"]["total_us"] > 0 and prof["torch"]["top_layers"]
+    if "OpenVINO f32" in rows:
+        ov = prof["openvino"]
+        assert ov["nodes"] > 10 and ov["top_layers"][0]["real_us"] > 0 and ov["by_kernel"], ov
+    if has_skimage:
+        acc = doc["accuracy"]
+        assert acc["boxes"] == 4 and set(acc["variants"]) == expect - {"official eager fp32"}
+        for name, v in acc["variants"].items():
+            assert 0 <= v["exact"] <= v["within_1px"] <= 1, (name, v)
+            if "bf16" not in name:
+                assert v["within_1px"] >= 0.97, (name, v)  # fp32 paths agree with the official model (a near tie may flip)

@@ -34,7 +34,7 @@ def _run(code: str) -> dict:
 
 
 TESTED = {"Quick start": 1, "Pipeline: images and boxes to keypoints": 1, "Plugging in a person detector": 1,
-          "Export (ONNX, torch.export)": 2}
+          "Export (ONNX, torch.export)": 2, "CPU engines (OpenVINO, onnxruntime)": 1}
 
 
 def test_every_python_snippet_has_a_test():
@@ -108,3 +108,17 @@ def test_export_examples_run_as_written(tmp_path, monkeypatch):
     scope = _run(_block("Export (ONNX, torch.export)", 1))
     assert scope["heatmaps"].shape == (2, 17, 64, 48)
     assert os.listdir(tmp_path) == ["pose_hrnet_w32.onnx"]  # no temporary file left beside it
+
+
+@pytest.mark.slow
+def test_readme_engines_example_runs_as_written():
+    """The "CPU engines" example verbatim (W32: two exports, about a minute on 2 cores)."""
+    from hrnet_fast import engines
+
+    if os.environ.get("CI") != "true":
+        for pkg in ("openvino", "onnxruntime", "onnx", "onnxscript"):
+            pytest.importorskip(pkg, reason="optional: the engine extras")
+    scope = _run(_block("CPU engines (OpenVINO, onnxruntime)"))
+    assert scope["heatmaps"].shape == (2, 17, 64, 48) and scope["heatmaps"].dtype == torch.float32
+    assert isinstance(scope["fast"], engines.EngineModule) and scope["fast"].engine == "openvino"
+    assert scope["est"].model.engine == "openvino"

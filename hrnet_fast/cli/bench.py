@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .._console import say
 from ._common import (add_common_args, build_model, check_outputs, check_writable, file_index, resolve_device_arg, torch_dtype,
@@ -23,6 +23,16 @@ _DEFAULT_BATCH = "1,8"
 
 
 # ---------------------------------------------------------------------------------------------- arguments
+
+
+def _engine_list(text: str) -> List[str]:
+    """--engines: 'auto', 'none' or a comma-separated subset of openvino,onnxruntime."""
+    if text in ("auto", "none"):
+        return [text]
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names or any(n not in ("openvino", "onnxruntime") for n in names):
+        raise argparse.ArgumentTypeError(f"expected auto, none or a comma-separated list of openvino, onnxruntime; got {text!r}")
+    return list(dict.fromkeys(names))
 
 
 def _batch_list(text: str) -> List[int]:
@@ -56,6 +66,9 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
                    help="skip torch.compile of the official model (on the CPU inductor takes minutes per batch size)")
     b.add_argument("--compile-batches", default=None, type=_batch_list,
                    help="compile the official model only at these batch sizes (default: all)")
+    b.add_argument("--engines", default=["auto"], type=_engine_list,
+                   help="CPU inference engines measured beside hrnet_fast on hrnet_fast's ONNX export: openvino,onnxruntime, "
+                        "none, or auto (default: the installed ones; none with --quick)")
     b.set_defaults(batch_given=False)
 
 
@@ -72,6 +85,13 @@ def validate(parser: argparse.ArgumentParser, args) -> None:
         st = backends()[args.backend]
         if not st["available"]:
             parser.error(f"--backend {args.backend}: not available here: {st['reason']}")
+    if args.engines not in (["auto"], ["none"]):
+        from ..engines import PACKAGES, _missing
+
+        for name in args.engines:
+            if _missing(name):
+                parser.error(f"--engines {name}: not installed ({', '.join(_missing(name))}): "
+                             f"pip install \"hrnet_fast[{PACKAGES[name][1]}]\"")
 
 
 # ---------------------------------------------------------------------------------------------- the benchmark
@@ -99,6 +119,42 @@ def _build_models(args, device, dtype):
     fast = hrnet_fast.optimize(official32, dtype=None if dtype == torch.float32 else dtype, channels_last=True,
                                backend=args.backend)
     return official32, reference, fast, (h, w)
+
+
+def _build_engines(args, official32, device, dtype) -> List[Tuple[str, Any, Dict[str, Any]]]:
+    """The CPU engine rows (issue 20): (variant, engine module, info) for each engine of --engines that runs
+    ``dtype`` here, all compiled from one ONNX export of the official model; info holds the engine's version,
+    the export and compile seconds."""
+    from .. import engines
+
+    names = args.engines
+    if names == ["none"] or device.type != "cpu":
+        return []
+    if names == ["auto"]:
+        names = [] if args.quick else [e for e in engines.AUTO_ORDER if not engines._missing(e)]
+    usable = []
+    for name in names:
+        problem = engines._dtype_problem(name, dtype)
+        if problem:
+            say(f"engine {name}: skipped: {problem}")
+        else:
+            usable.append(name)
+    if not usable:
+        return []
+    import time
+
+    say(f"exporting the model to ONNX for {', '.join(usable)} (tens of seconds for W32)")
+    t0 = time.perf_counter()
+    graph = engines.onnx_bytes(official32)
+    export_s = round(time.perf_counter() - t0, 1)
+    out = []
+    for name in usable:
+        module = engines.EngineModule(graph, name, dtype)
+        label = engines.PACKAGES[name][2]
+        precision = engines._OV_PRECISION[dtype] if name == "openvino" else "fp32"
+        out.append((f"{label} {module.version} {precision} (our ONNX)", module,
+                    dict(engine=name, version=module.version, export_s=export_s, compile_s=round(module.compile_s, 2))))
+    return out
 
 
 def _capture_unit_inputs(model, x):
@@ -155,7 +211,8 @@ def _bench_exchange(reference, fast, x, timer: Timer, rows, batch, dtype_name):
                      speedup=t["ref"]["ms"] / t["fast"]["ms"], max_rel_err=err))
 
 
-def _bench_model(official32, reference, fast, x, device, timer: Timer, rows, batch, dtype_name, compile_ref: bool):
+def _bench_model(official32, reference, fast, x, device, timer: Timer, rows, batch, dtype_name, compile_ref: bool,
+                 engines=()):
     """The whole model, every variant side by side in one timing run, each with its max relative error
     against the official model in fp32 (issue: "Fast by default", item 6).
 
@@ -163,7 +220,7 @@ def _bench_model(official32, reference, fast, x, device, timer: Timer, rows, bat
     graph (captured by hand); torch.compile of it (default and reduce-overhead); hrnet_fast default.
     CPU: official eager; official with BatchNorm folded + channels_last (``optimize(fused=False)``: the
     module-level equivalent of torch.fx's conv/BN fusion); torch.compile (inductor, with its compile time);
-    hrnet_fast default."""
+    hrnet_fast default; then the CPU engines of --engines (OpenVINO, onnxruntime) on hrnet_fast's ONNX export."""
     import copy
     import time
 
@@ -218,6 +275,8 @@ def _bench_model(official32, reference, fast, x, device, timer: Timer, rows, bat
             extra[name]["compile_s"] = round(time.perf_counter() - t0, 1)
             say(f"compiled in {extra[name]['compile_s']} s")
     add("hrnet_fast default (optimize)", lambda: fast(x))
+    for name, module, info in engines:
+        add(name, lambda m=module: m(x), **info)
     with torch.no_grad():
         t = timer(fns)
     want = outs[base]
@@ -319,13 +378,15 @@ def run(args) -> int:
             warn(busy)  # said now (timings will swing), and not again at the end unless the load got higher
         say(f"building {args.config}" if not args.weights else f"loading {args.weights}")
         official32, reference, fast, (h, w) = _build_models(args, device, dtype)
+        engine_rows = _build_engines(args, official32, device, dtype)
         for batch in batches:
             x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch)).to(device=device, dtype=dtype)
             say(f"batch {batch}: exchange units")
             _bench_exchange(reference, fast, x, timer, rows, batch, args.dtype)
             say(f"batch {batch}: whole model")
             compile_ref = not (args.quick or args.no_compile) and (args.compile_batches is None or batch in args.compile_batches)
-            _bench_model(official32, reference, fast, x, device, timer, rows, batch, args.dtype, compile_ref=compile_ref)
+            _bench_model(official32, reference, fast, x, device, timer, rows, batch, args.dtype, compile_ref=compile_ref,
+                         engines=engine_rows)
             say(f"batch {batch}: decoding")
             _bench_decode(fast, x, device, timer, rows, batch, args.dtype, args.backend)
     warnings = [m for m in (load_warning(load.peak),) if m]  # the highest load seen, start to end
@@ -346,6 +407,7 @@ def run(args) -> int:
         "cores": cores(),
         "warnings": warnings,
         "versions": versions(),
+        "engines": {info["engine"]: info["version"] for _, _, info in engine_rows},
     }
     _print_table(meta, rows)
     for msg in warnings:
