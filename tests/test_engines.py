@@ -201,7 +201,7 @@ def test_missing_package_names_the_package_and_the_extra(monkeypatch, tiny):
     assert engines.engine_versions() == {"openvino": None, "onnxruntime": None}
     # "auto" then is torch's module, and says why
     fast = hrnet_fast.optimize(tiny, engine="auto")
-    assert isinstance(fast, hrnet_fast.PoseHighResolutionNet) and fast._plan is not None
+    assert isinstance(fast, hrnet_fast.PoseHighResolutionNet) and fast.inference_plan() is not None
     assert [e for e, _ in fast.engine_notes] == ["openvino", "onnxruntime", "torch"]
     assert 'pip install "hrnet_fast[openvino]"' in fast.engine_notes[0][1]
 
