@@ -12,51 +12,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ._folding import fold_conv_norm
+from ._folding import fold_batchnorm, fold_conv_bn  # re-exported: the package face takes them from here
 
 __all__ = ["fold_conv_bn", "fold_batchnorm", "optimize"]
-
-
-@torch.no_grad()
-def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new conv equal to ``bn(conv(x))`` in eval mode (running statistics), with a bias.
-
-    The fold is computed in float64 so the folded fp32 weights match the unfolded graph to rounding.
-    """
-    w, b = fold_conv_norm(conv, bn, torch.float64)
-    fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
-    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-    fused.weight.copy_(w.to(conv.weight.dtype))
-    fused.bias.copy_(b.to(conv.weight.dtype))
-    return fused
-
-
-def fold_batchnorm(model: nn.Module) -> int:
-    """Fold, in place, every BatchNorm2d that directly follows a Conv2d among a module's children.
-
-    In HRNet every BN follows its conv in registration order (stem ``conv1, bn1, conv2, bn2``, blocks,
-    transitions, fuse layers), which is also forward order. The BN becomes ``nn.Identity``. Returns the
-    number of folds. The model must be in eval mode (batch statistics cannot be folded).
-    """
-    if model.training:
-        raise RuntimeError("fold_batchnorm: call model.eval() first; BatchNorm in training mode cannot be folded")
-    count = 0
-    for parent in list(model.modules()):
-        names = [n for n, m in parent.named_children() if m is not None]
-        for a, b in zip(names, names[1:]):
-            conv, bn = parent._modules[a], parent._modules[b]
-            if (
-                isinstance(conv, nn.Conv2d)
-                and isinstance(bn, nn.BatchNorm2d)
-                and bn.track_running_stats
-                and conv.out_channels == bn.num_features
-            ):
-                parent._modules[a] = fold_conv_bn(conv, bn)
-                parent._modules[b] = nn.Identity()
-                count += 1
-    return count
 
 
 def optimize(
@@ -112,8 +70,9 @@ def optimize(
         raise ValueError(f"optimize: engine must be 'torch', 'openvino', 'onnxruntime' or 'auto', got {engine!r}")
     if engine != "torch":  # hrnet_fast/engines.py: OpenVINO / onnxruntime behind the same module contract
         from .engines import build
-        return build(model, engine, dtype=dtype, channels_last=channels_last, fused=fused, backend=backend,
-                     cuda_graphs=cuda_graphs, max_graphs=max_graphs)
+        return build(model, engine, dtype=dtype,
+                     torch_build=lambda dt: optimize(model, dtype=dt, channels_last=channels_last, fused=fused,
+                                                     backend=backend, cuda_graphs=cuda_graphs, max_graphs=max_graphs))
     if not isinstance(max_graphs, int) or isinstance(max_graphs, bool) or max_graphs < 1:
         raise ValueError(f"optimize: max_graphs must be a positive int, got {max_graphs!r}")
     out = copy.deepcopy(model).eval()  # an optimized model's plan is not copied (derived state)

@@ -41,7 +41,7 @@ import os
 import tempfile
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -298,7 +298,8 @@ def _probe_error(module: nn.Module, reference: nn.Module, x: torch.Tensor) -> fl
 
 
 def build(model: nn.Module, engine: str = "auto", dtype: Optional[torch.dtype] = None, threads: Optional[int] = None,
-          options: Optional[Dict[str, Any]] = None, **torch_options) -> nn.Module:
+          options: Optional[Dict[str, Any]] = None,
+          torch_build: Optional[Callable[[Optional[torch.dtype]], nn.Module]] = None) -> nn.Module:
     """The module ``optimize(model, dtype=dtype, engine=engine)`` returns.
 
     Args:
@@ -307,7 +308,9 @@ def build(model: nn.Module, engine: str = "auto", dtype: Optional[torch.dtype] =
         dtype: None (float32) or the compute dtype (see :data:`DTYPES`); the heatmaps come out in it.
         threads: engine threads (default: ``torch.get_num_threads()``).
         options: extra engine settings (:class:`EngineModule`).
-        torch_options: ``optimize()``'s other arguments, used when the module is torch's.
+        torch_build: ``torch_build(dtype)`` makes torch's module (``optimize()`` passes its own torch path, so this
+            module never imports ``optimize``): used for ``engine="torch"``, as ``"auto"``'s fallback and for its
+            bf16/fp16 error yardstick.
 
     ``"auto"`` tries :data:`AUTO_ORDER`: an engine is taken when its package is installed, it runs ``dtype`` on
     this CPU and its heatmaps on a seeded probe input (batch 1) are equivalent to the model's: within
@@ -319,13 +322,17 @@ def build(model: nn.Module, engine: str = "auto", dtype: Optional[torch.dtype] =
     """
     from .export import _check_torch, _export_copy
     from .models.pose_hrnet import PoseHighResolutionNet
-    from ._optimize import optimize
-
     if engine not in ENGINES:
         raise ValueError(f"{_E}: engine must be one of {list(ENGINES)}, got {engine!r}")
+
+    def optimize(model, dtype, engine):  # noqa: ARG001 - torch's module, as optimize(model, dtype, engine="torch")
+        if torch_build is None:
+            raise ValueError(f"{_E}: engine={engine!r} may need torch's module: pass torch_build (optimize() does)")
+        return torch_build(dtype)
+
     want = torch.float32 if dtype is None else dtype
     if engine == "torch":
-        return optimize(model, dtype=dtype, engine="torch", **torch_options)
+        return optimize(model, dtype=dtype, engine="torch")
     if engine != "auto":
         if not isinstance(model, PoseHighResolutionNet):
             raise TypeError(f"{_E}(engine={engine!r}): the engines run hrnet_fast's ONNX export of a PoseHighResolutionNet "
@@ -362,7 +369,7 @@ def build(model: nn.Module, engine: str = "auto", dtype: Optional[torch.dtype] =
         x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
         tol = AUTO_FP32_TOL
         if want != torch.float32:
-            fallback = optimize(model, dtype=dtype, engine="torch", **torch_options)
+            fallback = optimize(model, dtype=dtype, engine="torch")
             tol = 2 * _probe_error(fallback, reference, x.to(want))
         graph = onnx_bytes(model)
         for name in candidates:
@@ -376,6 +383,6 @@ def build(model: nn.Module, engine: str = "auto", dtype: Optional[torch.dtype] =
                 module.engine_notes = notes + [(name, f"chosen (probe error {err:.1e} <= {tol:.1e})")]
                 return module
             notes.append((name, f"not equivalent: probe error {err:.1e} > {tol:.1e}"))
-    out = fallback if fallback is not None else optimize(model, dtype=dtype, engine="torch", **torch_options)
+    out = fallback if fallback is not None else optimize(model, dtype=dtype, engine="torch")
     out.engine_notes = notes + [("torch", "chosen")]
     return out

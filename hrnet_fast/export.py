@@ -186,7 +186,7 @@ def _export_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     An ``optimize()``d model's frozen plan is derived state that a copy leaves out; the copy is made a plain
     module (``inference_config = None``: no input cast, the graph's input is already in the export dtype;
     no layout conversion, ONNX has none), so the caller's model is neither modified nor copied through it."""
-    from ._optimize import fold_batchnorm
+    from ._folding import fold_batchnorm
 
     net = copy.deepcopy(model).eval()
     net.inference_config = None
