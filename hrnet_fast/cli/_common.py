@@ -127,14 +127,20 @@ def check_outputs(parser: argparse.ArgumentParser, outputs: Iterable[Tuple[str, 
     for opt, path in outputs:
         if not path:
             continue
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        hit = inputs.get((st.st_dev, st.st_ino))
+        hit = input_at(path, inputs)
         if hit is not None:
             parser.error(f"{opt} {path}: is the input {hit[0]} {hit[1]}; writing it would destroy that input: "
                          f"choose another output path")
+
+
+def input_at(path: str, inputs: dict):
+    """The ``(option, path)`` of the input file that ``path`` is (same device and inode, so links and ``..``
+    are seen through), or None when it is none of them or does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return inputs.get((st.st_dev, st.st_ino))
 
 
 def check_readable(parser: argparse.ArgumentParser, opt: str, path: str) -> None:

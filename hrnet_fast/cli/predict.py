@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from .._console import ProgressBar, say
 from .._dist import Dist
-from ._common import (DTYPE_CHOICES, add_common_args, build_model, check_outputs, check_readable, check_writable, file_index,
+from ._common import (DTYPE_CHOICES, add_common_args, build_model, check_outputs, check_readable, check_writable, file_index, input_at,
                       positive_int, torch_dtype, validate_config_and_weights, write_output)
 
 DESCRIPTION = ("Top-down pose estimation of images or a video: boxes from --boxes (detections), the "
@@ -142,11 +142,7 @@ def _check_outputs(parser: argparse.ArgumentParser, args) -> None:
     if args.draw:
         for job in args.jobs:
             path = os.path.join(args.draw, os.path.basename(job.path))
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            hit = inputs.get((st.st_dev, st.st_ino))
+            hit = input_at(path, inputs)
             if hit is not None:
                 parser.error(f"--draw {args.draw}: its drawing {path} would replace the input {hit[0]} {hit[1]}: "
                              f"choose another folder for the drawings")
