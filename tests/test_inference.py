@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import hrnet_fast
 from _golden import TINY_YAML, assert_close_rel, randomize_bn
@@ -467,3 +468,25 @@ def test_capture_of_an_undecided_fused_conv_runs_the_plain_ops():
         assert_close_rel(out, conv._plain(static, None, True), 1e-3, "captured plain ops")
         conv(static, None, True)
     assert len(conv._impl) == 1
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available() or not _inference._onednn_bf16(),
+                    reason="oneDNN without native bf16 on this CPU")
+@pytest.mark.parametrize("epilogue", ["relu", "add_relu"])
+def test_fused_conv_runs_bf16_through_onednn(epilogue):
+    # issue 20: bf16 on the CPU took aten's unfused convolution + ReLU + add; oneDNN's fused call is faster
+    g = torch.Generator().manual_seed(21)
+    conv = nn.Conv2d(32, 32, 3, 1, 1).eval().to(torch.bfloat16, memory_format=torch.channels_last)
+    fused = _inference.FusedConv(conv)
+    x = torch.randn(1, 32, 64, 48, generator=g).to(torch.bfloat16, memory_format=torch.channels_last)
+    res = torch.randn(1, 32, 64, 48, generator=g).to(torch.bfloat16, memory_format=torch.channels_last) if "add" in epilogue else None
+    with torch.no_grad():
+        want = torch.relu(conv(x.double().to(torch.bfloat16)) + (res if res is not None else 0))
+        ref64 = torch.relu(F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), 1, 1)
+                           + (res.double() if res is not None else 0))
+        for _ in range(2):  # the first call chooses, the second runs the choice
+            got = fused(x, res, True)
+            # bf16 keeps 8 bits: the fused call's error against float64 stays within the plain ops' error bound
+            bound = 4 * (want.double() - ref64).abs().max().item() + 1e-2 * ref64.abs().max().item()
+            assert (got.double() - ref64).abs().max().item() <= bound
+    assert fused._impl[fused._key(x, res, True)] == "mkldnn"
