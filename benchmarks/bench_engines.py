@@ -50,6 +50,8 @@ from hrnet_fast._numerics import max_rel_err  # noqa: E402
 from hrnet_fast._timing import environment, load_average, load_warning, measure_rounds, spread_warnings  # noqa: E402
 from hrnet_fast.models.init import realistic_random_init  # noqa: E402
 
+from _conv_shapes import compare, openvino_conv_shapes, print_rows, torch_conv_shapes  # noqa: E402
+
 TINY_YAML = os.path.join(os.path.dirname(HERE), "tests", "data", "tiny_hrnet.yaml")
 OFFICIAL = "official eager fp32"
 FAST32 = "hrnet_fast optimize(m) fp32"
@@ -57,6 +59,7 @@ ORT = "onnxruntime fp32"
 OV32 = "OpenVINO f32"
 FAST16 = "hrnet_fast optimize(m, dtype=bf16)"
 OV16 = "OpenVINO bf16"
+INDUCTOR = "hrnet_fast engine=inductor fp32"
 PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket")
 
 
@@ -73,9 +76,12 @@ def _batches(text: str) -> List[int]:
 # ---------------------------------------------------------------------------------------------- the variants
 
 
-def build_variants(model, threads: int) -> Dict[str, Any]:
-    """{variant: callable module} and the export/compile facts. ``model``: the official model (fp32, eval)."""
+def build_variants(model, threads: int, inductor: bool = False) -> Dict[str, Any]:
+    """{variant: callable module} and the export/compile facts. ``model``: the official model (fp32, eval).
+    ``inductor``: add ``optimize(model, engine="inductor")`` (compiled on its first call per batch size)."""
     variants: Dict[str, Any] = {OFFICIAL: model, FAST32: hrnet_fast.optimize(model)}
+    if inductor:
+        variants[INDUCTOR] = hrnet_fast.optimize(model, engine="inductor")
     info: Dict[str, Any] = {"skipped": {}, "compile_s": {}}
     versions = engines.engine_versions()
     usable = [e for e in ("onnxruntime", "openvino") if not engines._missing(e)]
@@ -160,6 +166,7 @@ def openvino_layers(graph: bytes, dtype, threads: int, x, calls: int, top: int, 
         m(x)
     nodes = m.profile()
     total = sum(n["real_us"] for n in nodes)
+    shapes = openvino_conv_shapes(m._compiled)
 
     def group(key):
         acc: Dict[str, Dict[str, float]] = {}
@@ -172,7 +179,7 @@ def openvino_layers(graph: bytes, dtype, threads: int, x, calls: int, top: int, 
     conv = sum(n["real_us"] for n in nodes if n["node_type"] == "Convolution")
     return {"total_us": total, "conv_share": conv / total if total else 0.0, "nodes": len(nodes),
             "top_layers": sorted(nodes, key=lambda n: -n["real_us"])[:top], "by_type": group("node_type"),
-            "by_kernel": group("exec_type")}
+            "by_kernel": group("exec_type"), "conv_shapes": shapes}
 
 
 # ---------------------------------------------------------------------------------------------- bf16 on keypoints
@@ -243,7 +250,9 @@ def _print(doc) -> None:
         print(f"{r['batch']:5d}  {r['variant']:36s} {r['ms']:10.2f} {r['p20_ms']:8.2f}-{r['p80_ms']:<8.2f} "
               f"{100 * r['round_spread']:6.0f}% {r['x_official']:10.2f} {r['x_hrnet_fast_fp32']:11.2f} {err:>8s}")
     if doc.get("export_s") is not None:
-        print(f"(ONNX export {doc['export_s']:.1f} s; compile " + ", ".join(f"{k} {v:.2f} s" for k, v in doc["compile_s"].items())
+        def secs(v):  # one compilation (an engine), or one per input shape (inductor)
+            return f"{v:.2f} s" if not isinstance(v, dict) else ", ".join(f"{s} {t:.1f} s" for s, t in v.items())
+        print(f"(ONNX export {doc['export_s']:.1f} s; compile " + ", ".join(f"{k} {secs(v)}" for k, v in doc["compile_s"].items())
               + "; spread: (max - min) / min of the medians of interleaved rounds)")
     for key, prof in doc["profiles"].items():
         t, o = prof["torch"], prof.get("openvino")
@@ -261,6 +270,10 @@ def _print(doc) -> None:
                                                      for r in o["by_kernel"][:6]))
         print("hrnet_fast per op: " + ", ".join(f"{r['op']} {r['self_us'] / 1e3:.2f} ms ({r['count']:.0f})"
                                                 for r in t["by_op"][:6]))
+        if prof.get("conv_shapes"):
+            print(f"per convolution shape, {key} (oneDNN verbose times for hrnet_fast, PERF_COUNT for OpenVINO; "
+                  f"largest difference first):")
+            print_rows(prof["conv_shapes"], doc["setup"]["top"])
     acc = doc.get("accuracy")
     if acc:
         print(f"\n## keypoints against the official fp32 model: {acc['boxes']} person boxes on {', '.join(acc['photos'])} "
@@ -284,6 +297,9 @@ def main(argv=None) -> int:
     p.add_argument("--top", type=int, default=12, help="layers listed per profile (default 12)")
     p.add_argument("--persons", type=int, default=8, help="person boxes per photograph for the keypoint accuracy (default 8)")
     p.add_argument("--no-accuracy", action="store_true", help="skip the keypoint accuracy on photographs")
+    p.add_argument("--inductor", action="store_true",
+                   help="add optimize(m, engine='inductor') (TorchInductor, freezing + C++ wrapper; ~40 s of compiling "
+                        "per batch size for W32 on 2 threads, reported)")
     p.add_argument("--out", default=None, help="write JSON here (results: benchmarks/results/)")
     p.add_argument("--quick", action="store_true", help="smoke run: the tiny test network, batch 1, short timings")
     args = p.parse_args(argv)
@@ -304,7 +320,7 @@ def main(argv=None) -> int:
     for unit in model.exchange_units():
         unit.configure(fused=False)  # the official computation
     model.eval()
-    variants, info = build_variants(model, args.threads)
+    variants, info = build_variants(model, args.threads, inductor=args.inductor)
     graph = info.pop("graph", None)
 
     rows: List[Dict[str, Any]] = []
@@ -316,14 +332,20 @@ def main(argv=None) -> int:
         calls = 2 if args.quick else 3
         for key, fast, dtype, ov_name in (("fp32", FAST32, torch.float32, OV32), ("bf16", FAST16, torch.bfloat16, OV16)):
             prof = {"torch": torch_layers(variants[fast], _input(fast, x), calls, args.top)}
+            ours = torch_conv_shapes(variants[fast], _input(fast, x))
+            theirs = {}
             if ov_name in variants:
                 prof["openvino"] = openvino_layers(graph, dtype, args.threads, x, calls, args.top, model.cfg)
+                theirs = prof["openvino"].pop("conv_shapes")
+            prof["conv_shapes"] = compare(ours, theirs)
             profiles[f"{key} batch {batch}"] = prof
     accuracy = None
     if not args.no_accuracy:
         print("[bench_engines] keypoints on photographs", file=sys.stderr, flush=True)
         photos = photographs(PHOTOS[:2] if args.quick else PHOTOS, args.persons)
         accuracy = keypoint_agreement(variants, photos, (w_in, h_in))
+    if INDUCTOR in variants:
+        info["compile_s"][INDUCTOR] = {"x".join(map(str, k)): v for k, v in variants[INDUCTOR].compile_s.items()}
     load_end = load_average()
     warnings = [m for m in (load_warning(load_start), load_warning(load_end)) if m][:1]
     warnings += spread_warnings({f"batch {r['batch']} {r['variant']}": r for r in rows})
@@ -335,6 +357,7 @@ def main(argv=None) -> int:
     doc = {"benchmark": "engines", "complete": True, "env": env,
            "setup": {"config": os.path.basename(args.config), "input_hw": [h_in, w_in], "batches": args.batch,
                      "threads": args.threads, "rounds": args.rounds, "min_time_s": args.min_time, "quick": bool(args.quick),
+                     "top": args.top,
                      "weights": os.path.basename(args.weights) if args.weights else "random"},
            "rows": rows, "export_s": info.get("export_s"), "compile_s": info["compile_s"], "profiles": profiles,
            "accuracy": accuracy, "skipped": info["skipped"], "warnings": warnings}

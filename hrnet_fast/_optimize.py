@@ -46,6 +46,8 @@ def optimize(
       ``cuda_graphs=False`` turns it off. Needs ``fused=True``.
     - ``engine`` (default ``"torch"``: this module): ``"openvino"``, ``"onnxruntime"`` or ``"auto"`` return a CPU
       inference engine running hrnet_fast's ONNX export, called the same way (:mod:`hrnet_fast.engines`).
+      ``"inductor"`` (opt-in, not part of ``"auto"``) compiles the folded model with TorchInductor (freezing, C++
+      wrapper; :mod:`hrnet_fast._inductor`): a torch module, about 40 s of compiling per input shape on 2 CPU threads.
 
     For an HRNet the returned module keeps the official state_dict names (BatchNorm entries are gone:
     folded) and ``exchange_units()``, records these arguments as ``inference_config`` (plain data) and
@@ -66,8 +68,12 @@ def optimize(
         raise TypeError(f"optimize: cuda_graphs must be None (auto), True or False, got {cuda_graphs!r}")
     if cuda_graphs and not fused:
         raise ValueError("optimize: cuda_graphs=True needs fused=True (the frozen inference path is what is captured)")
-    if engine not in ("torch", "openvino", "onnxruntime", "auto"):
-        raise ValueError(f"optimize: engine must be 'torch', 'openvino', 'onnxruntime' or 'auto', got {engine!r}")
+    if engine not in ("torch", "openvino", "onnxruntime", "auto", "inductor"):
+        raise ValueError(f"optimize: engine must be 'torch', 'openvino', 'onnxruntime', 'auto' or 'inductor', got {engine!r}")
+    if engine == "inductor":  # hrnet_fast/_inductor.py: the plain-op folded model, compiled with freezing
+        from ._inductor import InductorModule
+        return InductorModule(optimize(model, dtype=dtype, channels_last=channels_last, fused=False, backend=backend,
+                                       cuda_graphs=False, max_graphs=max_graphs))
     if engine != "torch":  # hrnet_fast/engines.py: OpenVINO / onnxruntime behind the same module contract
         from .engines import build
         return build(model, engine, dtype=dtype,

@@ -162,8 +162,9 @@ class PoseEstimator:
         flip_pairs: left/right joint pairs for the flip test; default COCO (17 joints) or MPII (16).
         pad_batches: pad the forward batch to :func:`padded_batch_size` (default: on CUDA only).
         engine: what runs the network, as ``optimize(..., engine=)``: ``"torch"`` (default), ``"openvino"``,
-            ``"onnxruntime"`` (CPU only) or ``"auto"`` (an engine on the CPU, torch on CUDA); see
-            :mod:`hrnet_fast.engines`. Cropping and decoding stay hrnet_fast's kernels.
+            ``"onnxruntime"`` (CPU only), ``"auto"`` (an engine on the CPU, torch on CUDA) or ``"inductor"``
+            (opt-in, compiles per input shape); see :mod:`hrnet_fast.engines` and :mod:`hrnet_fast._inductor`.
+            Cropping and decoding stay hrnet_fast's kernels.
 
     Call: ``estimator(images, boxes=None)``.
 
@@ -200,8 +201,8 @@ class PoseEstimator:
         if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"{_E}: dtype must be None, torch.float32, float16 or bfloat16, got {dtype}")
         self.device = _resolve_device(device)
-        if engine not in ("torch", "openvino", "onnxruntime", "auto"):
-            raise ValueError(f"{_E}: engine must be 'torch', 'openvino', 'onnxruntime' or 'auto', got {engine!r}")
+        if engine not in ("torch", "openvino", "onnxruntime", "auto", "inductor"):
+            raise ValueError(f"{_E}: engine must be 'torch', 'openvino', 'onnxruntime', 'auto' or 'inductor', got {engine!r}")
         if engine in ("openvino", "onnxruntime") and self.device.type != "cpu":
             raise ValueError(f"{_E}: engine={engine!r} runs on the CPU, not on {self.device}: use device='cpu' or engine='torch'")
         self._engine = "torch" if self.device.type != "cpu" else engine  # "auto" on a GPU: torch
