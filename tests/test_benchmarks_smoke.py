@@ -172,7 +172,7 @@ def test_sanitize_script_runs_its_calls_on_the_cpu():
     # compute-sanitizer needs a GPU; the script's own code runs on the CPU with the cpp backend, every group:
     # crop_boxes and the exchange with more lows than one CUDA launch takes included
     res = _run([os.path.join(BENCH, "sanitize_cuda.py"), "--device", "cpu"])
-    assert "sanitize_cuda: 20 cpp kernel calls completed (exchange 4, decode 5, dark_udp 8, crop 3)" in res.stdout
+    assert "sanitize_cuda: 22 cpp kernel calls completed (exchange 4, decode 5, dark_udp 8, crop 3, heatmap_targets 2)" in res.stdout
     res = _run([os.path.join(BENCH, "sanitize_cuda.py"), "--device", "cpu", "--only", "dark_udp"])
     assert "sanitize_cuda: 8 cpp kernel calls completed (dark_udp 8)" in res.stdout
 
