@@ -97,6 +97,21 @@ def test_bench_crop_boxes_quick(tmp_path):
             assert r["speedup_vs_cv2"] > 0 and r["max_diff_vs_cv2_levels"] <= 5, r
 
 
+def test_bench_heatmap_targets_quick(tmp_path):
+    out = tmp_path / "targets.json"
+    for method in ("msra", "udp"):
+        res = _run([os.path.join(BENCH, "bench_heatmap_targets.py"), "--device", "cpu", "--quick", "--method", method,
+                    "--out", str(out)])
+        assert "wrote" in res.stdout and "us/sample" in res.stdout
+        doc = json.loads(out.read_text())
+        assert doc["benchmark"] == "heatmap_targets" and doc["config"]["method"] == method
+        provs = {r["provider"] for r in doc["rows"]}
+        assert {"official", "torch"} <= provs and provs | set(doc["skipped"]) >= {"official", "torch", "cpp", "cuda", "triton"}
+        for r in doc["rows"]:
+            assert r["median_ms"] > 0 and r["p20_ms"] <= r["p80_ms"] and r["speedup_vs_official"] > 0, r
+            assert r["max_diff_vs_official"] <= (0.0 if method == "msra" else 1e-6), r  # msra is bit-exact
+
+
 def _has_export():
     import importlib.util
 
