@@ -97,6 +97,21 @@ def test_bench_crop_boxes_quick(tmp_path):
             assert r["speedup_vs_cv2"] > 0 and r["max_diff_vs_cv2_levels"] <= 5, r
 
 
+def test_bench_heatmap_targets_quick(tmp_path):
+    out = tmp_path / "targets.json"
+    for method in ("msra", "udp"):
+        res = _run([os.path.join(BENCH, "bench_heatmap_targets.py"), "--device", "cpu", "--quick", "--method", method,
+                    "--out", str(out)])
+        assert "wrote" in res.stdout and "us/sample" in res.stdout
+        doc = json.loads(out.read_text())
+        assert doc["benchmark"] == "heatmap_targets" and doc["config"]["method"] == method
+        provs = {r["provider"] for r in doc["rows"]}
+        assert {"official", "torch"} <= provs and provs | set(doc["skipped"]) >= {"official", "torch", "cpp", "cuda", "triton"}
+        for r in doc["rows"]:
+            assert r["median_ms"] > 0 and r["p20_ms"] <= r["p80_ms"] and r["speedup_vs_official"] > 0, r
+            assert r["max_diff_vs_official"] <= (0.0 if method == "msra" else 1e-6), r  # msra is bit-exact
+
+
 def _has_export():
     import importlib.util
 
@@ -172,7 +187,7 @@ def test_sanitize_script_runs_its_calls_on_the_cpu():
     # compute-sanitizer needs a GPU; the script's own code runs on the CPU with the cpp backend, every group:
     # crop_boxes and the exchange with more lows than one CUDA launch takes included
     res = _run([os.path.join(BENCH, "sanitize_cuda.py"), "--device", "cpu"])
-    assert "sanitize_cuda: 20 cpp kernel calls completed (exchange 4, decode 5, dark_udp 8, crop 3)" in res.stdout
+    assert "sanitize_cuda: 22 cpp kernel calls completed (exchange 4, decode 5, dark_udp 8, crop 3, heatmap_targets 2)" in res.stdout
     res = _run([os.path.join(BENCH, "sanitize_cuda.py"), "--device", "cpu", "--only", "dark_udp"])
     assert "sanitize_cuda: 8 cpp kernel calls completed (dark_udp 8)" in res.stdout
 
