@@ -172,7 +172,7 @@ def _forced(m, half_n, half_u=0.0):
     ("upper too few -> lower", list(range(0, 9)), 0.0, "lower"),       # upper 2 (9, 10)
     ("lower too few -> upper", [13, 14, 15, 16], 1.0, "upper"),        # lower 2 (11, 12)
 ])
-def test_half_body_branches(data, case, hide, half_n, expect):
+def test_half_body_branches(data, case, hide, half_n, expect, monkeypatch):
     ours, port = data
     g = np.random.default_rng(31)
     joints = np.zeros((17, 3))
@@ -180,13 +180,8 @@ def test_half_body_branches(data, case, hide, half_n, expect):
     jv = np.ones((17, 3))
     jv[:, 2] = 0
     jv[hide] = 0
-    script = Script(_forced(1, half_n), 0)
-    saved = np.random.randn
-    np.random.randn = script.randn
-    try:
-        c_off, s_off = port.half_body_transform(joints.copy(), jv.copy())
-    finally:
-        np.random.randn = saved
+    monkeypatch.setattr(np.random, "randn", Script(_forced(1, half_n), 0).randn)
+    c_off, s_off = port.half_body_transform(joints.copy(), jv.copy())
     part = list(range(11)) if expect == "upper" else list(range(11, 17))
     sel = [k for k in part if jv[k, 0] > 0]
     np.testing.assert_allclose(c_off, joints[sel, :2].mean(0), rtol=1e-6)  # the official took the expected set
@@ -197,19 +192,14 @@ def test_half_body_branches(data, case, hide, half_n, expect):
     np.testing.assert_array_equal(s[0].numpy(), s_off.astype(np.float64))  # scale_n = 0: factor 1
 
 
-def test_half_body_fewer_than_two_joints_and_threshold(data):
+def test_half_body_fewer_than_two_joints_and_threshold(data, monkeypatch):
     ours, port = data
     joints = np.zeros((17, 3))
     joints[:, :2] = np.arange(34, dtype=np.float64).reshape(17, 2) * 7 + 20
     jv = np.zeros((17, 3))
     jv[3, :2] = 1  # one visible joint: selected (upper, the fallback) has 1 < 2 -> no half body
-    script = Script(_forced(1, 0.0), 0)
-    saved = np.random.randn
-    np.random.randn = script.randn
-    try:
-        assert port.half_body_transform(joints, jv) == (None, None)
-    finally:
-        np.random.randn = saved
+    monkeypatch.setattr(np.random, "randn", Script(_forced(1, 0.0), 0).randn)
+    assert port.half_body_transform(joints, jv) == (None, None)
     c0, s0 = torch.tensor([[300.0, 200.0]]), torch.tensor([[1.0, 1.3333]])
     args = (torch.from_numpy(joints[None, :, :2]), torch.from_numpy(jv[None, :, 0]), torch.tensor([640]))
     for min_joints in (0, 8):  # 0: the rule runs and finds < 2 joints; 8: sum(vis) = 1 is not > 8
@@ -287,14 +277,13 @@ def test_sample_augmentation_errors():
 # The config, the identity, bad input
 # ----------------------------------------------------------------------------------------------------
 def test_config_from_experiment():
-    yaml = pytest.importorskip("yaml")
-    import os
-    path = os.path.join("/work/official/experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml")
-    exp = yaml.safe_load(open(path)) if os.path.exists(path) else {
-        "DATASET": {"FLIP": True, "NUM_JOINTS_HALF_BODY": 8, "PROB_HALF_BODY": 0.3, "ROT_FACTOR": 45,
-                    "SCALE_FACTOR": 0.35}, "MODEL": {"IMAGE_SIZE": [192, 256]}}
+    # the augmentation keys of experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml
+    exp = {"DATASET": {"COLOR_RGB": True, "FLIP": True, "NUM_JOINTS_HALF_BODY": 8, "PROB_HALF_BODY": 0.3,
+                       "ROT_FACTOR": 45, "SCALE_FACTOR": 0.35},
+           "MODEL": {"IMAGE_SIZE": [192, 256], "HEATMAP_SIZE": [48, 64], "SIGMA": 2}}
     cfg = AugmentConfig.from_experiment(exp)
     assert cfg == AugmentConfig((256, 192))  # the yaml's values are the defaults
+    assert type(cfg.rotation_factor) is float and cfg.image_size == (256, 192)
     assert AugmentConfig.from_experiment({"MODEL": {"IMAGE_SIZE": [288, 384]}}) == AugmentConfig(
         (384, 288), scale_factor=0.25, rotation_factor=30.0, half_body_prob=0.0)  # lib/config/default.py
     assert not AugmentConfig.from_experiment(exp, enabled=False).enabled

@@ -89,13 +89,12 @@ class AugmentConfig:
         if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in (h, w)):
             raise ValueError(f"AugmentConfig: image_size must be two positive ints (H, W), got {self.image_size!r}")
         object.__setattr__(self, "image_size", (int(h), int(w)))
-        _real("scale_factor", self.scale_factor, 0.0, 1.0)
-        _real("rotation_factor", self.rotation_factor)
-        for name in ("rotation_prob", "half_body_prob"):
-            _real(name, getattr(self, name), 0.0, 1.0)
-        _real("pixel_std", self.pixel_std, 1e-12)
+        for name, lo, hi in (("scale_factor", 0.0, 1.0), ("rotation_factor", 0.0, math.inf), ("rotation_prob", 0.0, 1.0),
+                             ("half_body_prob", 0.0, 1.0), ("pixel_std", 1e-12, math.inf)):
+            object.__setattr__(self, name, _real(name, getattr(self, name), lo, hi))  # ints from a YAML -> float
         if not isinstance(self.half_body_min_joints, numbers.Integral) or isinstance(self.half_body_min_joints, bool):
             raise ValueError(f"AugmentConfig: half_body_min_joints must be an int, got {self.half_body_min_joints!r}")
+        object.__setattr__(self, "half_body_min_joints", int(self.half_body_min_joints))
         for name in ("flip", "enabled", "udp"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"AugmentConfig: {name} must be a bool, got {getattr(self, name)!r}")
