@@ -3,9 +3,13 @@ official init, the same batch, the official JointsMSELoss, Adam (issue 21, tests
 
 - float64: loss, gradients and BatchNorm buffers within 1e-10 of ``fused=False`` (measured ~3e-14), and the
   Adam update within 1e-7 of its step size.
-- float32: per tensor, the fused model's error against the float64 step is within 4x the official fp32 error
-  (train-mode BatchNorm backward is ill-conditioned: the official fp32 gradients themselves are up to ~1e-1
-  off float64, median ~2e-3, so each tensor is judged against the official error on that tensor).
+- float32: per tensor, the fused model's error against the float64 step is within 4x the official fp32 error.
+  Train-mode BatchNorm backward is ill-conditioned: the official fp32 gradients are up to ~1e-1 off float64
+  (median ~2e-3), and how far off one tensor is depends on the rounding itself: moving the official step's input
+  by one ulp changed single tensors' errors by up to 6563x (W32 64x64) and 120x (W32 256x192) in our runs. So
+  "the official fp32 error" of a tensor is the larger of two official fp32 steps, on the input and on the
+  input moved by one ulp (measured: the fused step's worst ratio to it 1.1-1.3; to the first step alone up to
+  4.3 on the tiny model and 59 on W32 256x192, where the second official step reached 120).
 - AMP: a CPU bf16 autocast step is finite and its loss within 2e-2 of fp32; fp16 + GradScaler on a GPU.
 
 W32 runs at 64x64 (every branch keeps >= 2x2 pixels), batch 2, to stay within seconds on 2 cores.
@@ -65,12 +69,15 @@ def _model(config, dtype, fused, device="cpu"):
     return model
 
 
-def _one_step(case, dtype, fused):
-    """Forward, official loss, backward, Adam step: the loss, the gradients, the buffers and parameters after."""
+def _one_step(case, dtype, fused, nudge=False):
+    """Forward, official loss, backward, Adam step: the loss, the gradients, the buffers and parameters after.
+    ``nudge``: the input moved up by one ulp."""
     config, hw = CASES[case]
     model = _model(config, dtype, fused)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     x, target, weight = _batch(hw, dtype)
+    if nudge:
+        x = torch.nextafter(x, torch.full_like(x, float("inf")))
     loss = OfficialJointsMSELoss(True)(model(x), target, weight)
     opt.zero_grad()
     loss.backward()
@@ -110,17 +117,23 @@ def test_one_step_fused_equals_official_order(case, count_fused_calls):
     assert step <= 1e-7 * LR, step
     del ours64
 
-    # float32: per tensor, no worse than 4x the official fp32 error against float64
-    off32 = _one_step(case, torch.float32, fused=False)
+    # float32: per tensor, no worse than 4x the official fp32 error against float64 (the larger of two official
+    # steps: on the input and on the input moved by one ulp, see the module docstring)
+    officials = [_one_step(case, torch.float32, fused=False, nudge=nudge) for nudge in (False, True)]
     ours32 = _one_step(case, torch.float32, fused=True)
+
+    def official_err(part, k, truth):
+        return max([max_rel_err(off[part][k], truth) for off in officials] + [FP32_FLOOR])
+
     for part in ("grads", "buffers"):
         for k, truth in ref64[part].items():
             if not truth.is_floating_point():
                 assert torch.equal(ours32[part][k], truth), k
                 continue
-            official_err = max(max_rel_err(off32[part][k], truth), FP32_FLOOR)
-            assert max_rel_err(ours32[part][k], truth) <= 4 * official_err, (part, k, official_err)
-    assert max_rel_err(ours32["loss"], ref64["loss"]) <= 4 * max(max_rel_err(off32["loss"], ref64["loss"]), FP32_FLOOR)
+            bound = 4 * official_err(part, k, truth)
+            assert max_rel_err(ours32[part][k], truth) <= bound, (part, k, bound / 4)
+    loss_bound = 4 * max([max_rel_err(off["loss"], ref64["loss"]) for off in officials] + [FP32_FLOOR])
+    assert max_rel_err(ours32["loss"], ref64["loss"]) <= loss_bound
 
 
 def _amp_step(dtype, device, amp, scaler=None, batch=4):
