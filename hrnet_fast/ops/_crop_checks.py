@@ -1,18 +1,20 @@
 """Input checks of :func:`~hrnet_fast.ops.crop_boxes.crop_boxes` and
 :func:`~hrnet_fast.ops.crop_boxes.boxes_to_center_scale` that would otherwise surface as an internal error: a
 box that is not one (NaN, negative or zero size, beyond float32), inputs on a device the op does not run on
-(``meta``), and an output too large for the device's memory. Kept beside the op so that its module stays
-about dispatch and math."""
+(``meta``), an output too large for the device's memory, the normalisation constants and the mirror arguments
+(``flip``, ``image_width``). Kept beside the op so that its module stays about dispatch and math."""
 from __future__ import annotations
 
+import math
 import os
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 
 from .._boxes import first_bad_box
 
-__all__ = ["check_boxes", "check_devices", "check_output_size", "check_values"]
+__all__ = ["check_boxes", "check_devices", "check_flip", "check_hw3", "check_image_width", "check_norm", "check_output_size",
+           "check_values"]
 
 _DEVICES = ("cpu", "cuda")
 
@@ -81,3 +83,61 @@ def check_output_size(op: str, m: int, out_h: int, out_w: int, dtype: torch.dtyp
         have = f"the {device.type} memory ({memory / 2**30:.3g} GiB)" if memory is not None else "what torch can index"
         raise ValueError(f"{op}: out_size {(out_h, out_w)} for {m} box(es) needs {nbytes / 2**30:.3g} GiB of output, "
                          f"more than {have}; out_size is (H, W) of each crop, e.g. (256, 192)")
+
+
+def check_norm(op: str, name: str, v) -> List[float]:
+    """``mean`` or ``std``: 3 finite numbers (RGB, 0..1 scale; ``std`` non-zero) as Python floats."""
+    try:
+        vals = [float(x) for x in (v.tolist() if hasattr(v, "tolist") else v)]
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: {name} must be 3 numbers (RGB, on the 0..1 scale), got {v!r}") from None
+    if len(vals) != 3:
+        raise ValueError(f"{op}: {name} must have 3 values (R, G, B), got {len(vals)}")
+    if not all(math.isfinite(x) for x in vals) or (name == "std" and any(x == 0 for x in vals)):
+        raise ValueError(f"{op}: {name} must be finite{' and non-zero' if name == 'std' else ''}, got {vals}")
+    return vals
+
+
+def check_flip(op: str, flip, m: int) -> torch.Tensor:
+    """``flip``: a bool tensor (or array) of shape (M,); returned as a detached bool tensor on its device."""
+    if isinstance(flip, torch.Tensor):
+        t = flip.detach()
+    else:
+        try:
+            t = torch.as_tensor(flip)
+        except Exception as exc:  # noqa: BLE001 - quote what the conversion said
+            raise TypeError(f"{op}: flip must be a bool tensor of shape (M,), got {type(flip).__name__} ({exc})") from None
+    if t.dtype != torch.bool:
+        raise TypeError(f"{op}: flip must be a bool tensor (True: mirror the image), got {t.dtype}")
+    if t.shape != (m,):
+        raise ValueError(f"{op}: flip must have shape (M,) = ({m},), got {tuple(t.shape)}")
+    return t
+
+
+def check_image_width(op: str, width: torch.Tensor, m: int) -> None:
+    """``image_width``: (M,) float64 (converted by the caller), finite and positive (checked on the CPU only: on a
+    GPU the check would need a host sync)."""
+    if width.shape != (m,):
+        raise ValueError(f"{op}: image_width must have shape (M,) = ({m},), got {tuple(width.shape)}")
+    if width.device.type == "cpu" and width.numel() and not bool((torch.isfinite(width) & (width > 0)).all()):
+        bad = ~(torch.isfinite(width) & (width > 0))
+        raise ValueError(f"{op}: image_width must be finite and positive, got {float(width[bad][0])} "
+                         f"(box {int(bad.nonzero()[0])})")
+
+
+def check_hw3(op: str, name: str, shape: Tuple[int, ...], dtype: torch.dtype) -> None:
+    """``shape`` is one image's (H, W, C) (or what was passed in its place)."""
+    if len(shape) != 3 or shape[-1] != 3:
+        if len(shape) == 2 or (len(shape) == 3 and shape[-1] == 1):
+            hint = "a grayscale image: repeat it to 3 channels (img.reshape(h, w, 1).expand(h, w, 3))"
+        elif len(shape) == 3 and shape[-1] == 4:
+            hint = "4 channels (BGRA/RGBA): drop the alpha channel (img[..., :3])"
+        elif len(shape) == 3 and shape[0] == 3:
+            hint = "channels first (3, H, W): pass img.permute(1, 2, 0) (images are (H, W, 3), as cv2 reads them)"
+        else:
+            hint = "images are (H, W, 3), as cv2.imread returns them"
+        raise ValueError(f"{op}: {name} must have shape (H, W, 3), got {tuple(shape)}: {hint}")
+    if dtype != torch.uint8:
+        raise TypeError(f"{op}: {name} must be uint8 (0..255, as cv2.imread returns), got {dtype}")
+    if shape[0] < 1 or shape[1] < 1:
+        raise ValueError(f"{op}: {name} must have at least one pixel, got shape {tuple(shape)}")

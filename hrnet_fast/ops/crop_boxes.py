@@ -23,6 +23,8 @@ Rules (every backend follows them; the torch backend, :func:`crop_boxes_referenc
   ``W - 1`` by ``H - 1`` output pixel steps, ``src = center + R(rotation)^T @ (x * 200 s0 / (W-1) - 100 s0,
   y * 200 s1 / (H-1) - 100 s1)``. Note that mmpose's UDP matrix rotates the other way than
   ``get_affine_transform`` for the same angle; both are reproduced as they are.
+  ``flip[m]`` (training augmentation) gives the crop of the mirrored image ``img[:, ::-1]`` with the same
+  transform at the given (already mirrored) center: the source point's x becomes ``W_img - 1 - sx``.
 * Sampling: bilinear at the source point ``(sx, sy)``, ``x0 = floor(sx)``, ``fx = sx - x0`` (same in y;
   coordinates in float64, weights and blend in float32 as ``top = p00 + fx * (p01 - p00)``,
   ``bot = p10 + fx * (p11 - p10)``, ``v = top + fy * (bot - top)``). A neighbour outside the image counts
@@ -189,13 +191,25 @@ def _inverse_affine(center: torch.Tensor, scale: torch.Tensor, rotation: Optiona
     return torch.stack([a00, a01, b0, a10, a11, b1], dim=1).view(m, 2, 3)
 
 
-def crop_affine(center, scale, out_size, rotation=None, udp: bool = False, inverse: bool = False) -> torch.Tensor:
+def _flip_inverse(inv: torch.Tensor, flip: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """``inv`` (M, 2, 3) followed by ``x -> width - 1 - x`` where ``flip`` (M,) bool: the sampler reads the
+    unmirrored image at the point the mirrored image's crop would read (no kernel change)."""
+    f = flip.view(-1, 1)
+    row0 = torch.cat([-inv[:, 0, :2], (width.view(-1, 1) - 1.0) - inv[:, 0, 2:]], dim=1)
+    return torch.stack([torch.where(f, row0, inv[:, 0]), inv[:, 1]], dim=1)
+
+
+def crop_affine(center, scale, out_size, rotation=None, udp: bool = False, inverse: bool = False, flip=None,
+                image_width=None) -> torch.Tensor:
     """The crop transforms of :func:`crop_boxes`, as (M, 2, 3) float64 matrices on the boxes' device.
 
     ``inverse=False``: image -> crop, the matrix ``cv2.warpAffine`` is given by the official code
     (``get_affine_transform(center, scale, rotation, (W, H))``, or mmpose's UDP ``get_warp_matrix``);
     use it to move keypoints into the crop. ``inverse=True``: crop pixel -> image point, what the kernels
     sample (and what maps predicted keypoints back, rotation included). ``out_size`` is ``(H, W)``.
+    ``flip`` (M,) bool with ``image_width`` (M,): the official transform composed with the mirror
+    ``x -> image_width - 1 - x`` (``center`` is the mirrored one), so an unmirrored image point maps where the
+    official code maps it after ``fliplr_joints`` (the left/right relabelling is the caller's).
     """
     op = "crop_affine"
     out_h, out_w = _pair("out_size", out_size, op, integer=True)
@@ -211,6 +225,13 @@ def crop_affine(center, scale, out_size, rotation=None, udp: bool = False, inver
     if udp and min(out_h, out_w) < 2:
         raise ValueError(f"{op}: udp needs out_size >= (2, 2) (it scales by W - 1 and H - 1), got {(out_h, out_w)}")
     inv = _inverse_affine(c, s, r, out_h, out_w, udp)
+    if flip is not None:
+        f = _checks.check_flip(op, flip, c.shape[0]).to(c.device, non_blocking=True)
+        if image_width is None:
+            raise ValueError(f"{op}: flip needs image_width (M,): the mirror is x -> image_width - 1 - x")
+        width = _as_float64("image_width", image_width, op, c.device)
+        _checks.check_image_width(op, width, c.shape[0])
+        inv = _flip_inverse(inv, f, width)
     if inverse:
         return inv
     a = inv[:, :, :2]
@@ -254,24 +275,6 @@ def _as_tensor_image(name: str, t, what: str) -> torch.Tensor:
     raise TypeError(f"{_OP}: {name} must be {what}, got {type(t).__name__}")
 
 
-def _check_hw3(name: str, shape: Tuple[int, ...], dtype: torch.dtype) -> None:
-    """``shape`` is one image's (H, W, C) (or what was passed in its place)."""
-    if len(shape) != 3 or shape[-1] != 3:
-        if len(shape) == 2 or (len(shape) == 3 and shape[-1] == 1):
-            hint = "a grayscale image: repeat it to 3 channels (img.reshape(h, w, 1).expand(h, w, 3))"
-        elif len(shape) == 3 and shape[-1] == 4:
-            hint = "4 channels (BGRA/RGBA): drop the alpha channel (img[..., :3])"
-        elif len(shape) == 3 and shape[0] == 3:
-            hint = "channels first (3, H, W): pass img.permute(1, 2, 0) (images are (H, W, 3), as cv2 reads them)"
-        else:
-            hint = "images are (H, W, 3), as cv2.imread returns them"
-        raise ValueError(f"{_OP}: {name} must have shape (H, W, 3), got {tuple(shape)}: {hint}")
-    if dtype != torch.uint8:
-        raise TypeError(f"{_OP}: {name} must be uint8 (0..255, as cv2.imread returns), got {dtype}")
-    if shape[0] < 1 or shape[1] < 1:
-        raise ValueError(f"{_OP}: {name} must have at least one pixel, got shape {tuple(shape)}")
-
-
 def _pack_images(images) -> Tuple[torch.Tensor, torch.Tensor]:
     """(flat uint8 buffer, meta (N, 3) int64) on the images' device."""
     if isinstance(images, (list, tuple)):
@@ -280,7 +283,7 @@ def _pack_images(images) -> Tuple[torch.Tensor, torch.Tensor]:
         ims = []
         for i, im in enumerate(images):
             im = _as_tensor_image(f"images[{i}]", im, "a uint8 tensor (or numpy array) of shape (H, W, 3)")
-            _check_hw3(f"images[{i}]", tuple(im.shape), im.dtype)
+            _checks.check_hw3(_OP, f"images[{i}]", tuple(im.shape), im.dtype)
             if ims and im.device != ims[0].device:
                 raise ValueError(f"{_OP}: images[{i}] is on {im.device}, images[0] on {ims[0].device}: all must be on one device")
             ims.append(im)
@@ -293,7 +296,7 @@ def _pack_images(images) -> Tuple[torch.Tensor, torch.Tensor]:
                          f"{tuple(images.shape)}: pass images[None] or [image]")
     if images.dim() != 4:
         raise ValueError(f"{_OP}: images must be (N, H, W, 3) or a list of (H, W, 3) images, got shape {tuple(images.shape)}")
-    _check_hw3("images (N, H, W, 3)", tuple(images.shape[1:]), images.dtype)
+    _checks.check_hw3(_OP, "images (N, H, W, 3)", tuple(images.shape[1:]), images.dtype)
     n, h, w = (int(v) for v in images.shape[:3])
     return images.contiguous().view(-1), _image_meta(((h, w),) * n, images.device)
 
@@ -445,18 +448,6 @@ def _check_box(name: str, v, m: int) -> torch.Tensor:
     return t
 
 
-def _check_norm(name: str, v) -> List[float]:
-    try:
-        vals = [float(x) for x in (v.tolist() if hasattr(v, "tolist") else v)]
-    except (TypeError, ValueError):
-        raise TypeError(f"{_OP}: {name} must be 3 numbers (RGB, on the 0..1 scale), got {v!r}") from None
-    if len(vals) != 3:
-        raise ValueError(f"{_OP}: {name} must have 3 values (R, G, B), got {len(vals)}")
-    if not all(math.isfinite(x) for x in vals) or (name == "std" and any(x == 0 for x in vals)):
-        raise ValueError(f"{_OP}: {name} must be finite{' and non-zero' if name == 'std' else ''}, got {vals}")
-    return vals
-
-
 def crop_boxes(
     images,
     image_index,
@@ -471,6 +462,7 @@ def crop_boxes(
     channels_last: bool = False,
     udp: bool = False,
     backend: str = "auto",
+    flip=None,
 ) -> torch.Tensor:
     """Normalised RGB crops of M boxes (the official test-time crop, batched, on the images' device).
 
@@ -489,6 +481,8 @@ def crop_boxes(
         dtype: float32, float16 or bfloat16 output.
         channels_last: return the crops in channels_last memory format (the shape is (M, 3, H, W) either way).
         udp: the unbiased (UDP) crop geometry, to pair with ``decode_heatmaps(method="udp")``.
+        flip: (M,) bool tensor or None: ``flip[m]`` crops the mirrored image ``img[:, ::-1]`` (training
+            augmentation; ``center`` is the mirrored center ``W_img - 1 - cx``, as the official code sets it).
         backend: ``"auto"``, ``"torch"``, ``"cpp"``, ``"cuda"`` or ``"triton"``.
 
     Returns:
@@ -496,7 +490,8 @@ def crop_boxes(
         there (the transforms are computed with torch ops in float64 on the device). Not differentiable.
         See the module docstring for the exact rules.
     """
-    _checks.check_devices(_OP, images=images, image_index=image_index, center=center, scale=scale, rotation=rotation)
+    _checks.check_devices(_OP, images=images, image_index=image_index, center=center, scale=scale, rotation=rotation,
+                          flip=flip)
     flat, meta = _pack_images(images)
     device, n = flat.device, int(meta.shape[0])
     out_h, out_w = _pair("out_size", out_size, _OP, integer=True)
@@ -509,7 +504,7 @@ def crop_boxes(
             raise TypeError(f"{_OP}: {name} must be a bool, got {type(flag).__name__}")
     if udp and min(out_h, out_w) < 2:
         raise ValueError(f"{_OP}: udp needs out_size >= (2, 2) (it scales by W - 1 and H - 1), got {(out_h, out_w)}")
-    mean_l, std_l = _check_norm("mean", mean), _check_norm("std", std)
+    mean_l, std_l = _checks.check_norm(_OP, "mean", mean), _checks.check_norm(_OP, "std", std)
 
     if image_index is None:
         if n != 1:
@@ -536,6 +531,7 @@ def crop_boxes(
         r = _as_float64("rotation", rotation, _OP)
         if r.shape != (m,):
             raise ValueError(f"{_OP}: rotation must have shape (M,) = ({m},), got {tuple(r.shape)}")
+    f = None if flip is None else _checks.check_flip(_OP, flip, m)
     _checks.check_values(_OP, index, c, s, r, n)
     _checks.check_output_size(_OP, m, out_h, out_w, dtype, device)
 
@@ -545,5 +541,9 @@ def crop_boxes(
     s = s.to(device, non_blocking=True)
     if r is not None:
         r = r.to(device, non_blocking=True)
-    inv = _inverse_affine(c, s, r, out_h, out_w, udp).contiguous()
+    inv = _inverse_affine(c, s, r, out_h, out_w, udp)
+    if f is not None and n > 0:  # each box's image width, read on the device from the image table (no sync)
+        width = meta[index.clamp(0, n - 1), 2].double()
+        inv = _flip_inverse(inv, f.to(device, non_blocking=True), width)
+    inv = inv.contiguous()
     return run(flat, meta, index, inv, out_h, out_w, mean_l, std_l, color == "bgr", dtype, channels_last)
