@@ -182,3 +182,16 @@ def test_amp_step_gpu(dtype):
     _check_amp(low, _amp_step(dtype, "cuda", amp=False), dtype)
     if scaler is not None:
         assert scaler.get_scale() > 0 and torch.isfinite(torch.tensor(scaler.get_scale()))
+
+
+def test_autocast_takes_an_input_in_its_dtype():
+    # a training step under autocast may make its crops in the autocast dtype (they meet fp32 weights as every
+    # layer's input in the region does); outside the region, or in another dtype, the dtype check still names the fix
+    model = hrnet_fast.pose_hrnet(TINY).train()
+    x = torch.randn(2, 3, 128, 96, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(x).dtype == torch.bfloat16
+        with pytest.raises(TypeError, match="input has dtype torch.float16 but the model's weights are torch.float32"):
+            model(x.half())
+    with pytest.raises(TypeError, match="input has dtype torch.bfloat16 but the model's weights are torch.float32"):
+        model(x)
