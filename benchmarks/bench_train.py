@@ -17,7 +17,8 @@ Variants, every one from the same official init (``official_init``, seed 0), the
   (``crop_boxes`` with rotation and flip), the targets (``heatmap_targets``), the fused model, our
   ``JointsMSELoss`` and Adam, all on the device; fp32 NCHW, fp32 channels_last, and with autocast (bf16 on the
   CPU; bf16 and fp16 + GradScaler on a GPU), channels_last;
-- ``... model-only``: forward, loss, backward and Adam on one fixed batch (no data, no augmentation).
+- ``... model-only``: forward, loss, backward and Adam on one fixed batch (no data, no augmentation): the official
+  model with the official ``JointsMSELoss``, the fused ones with ours.
 
 Timing: interleaved rounds (every variant in turn in each round, so drifting load hits them alike); a round of a
 variant is ``--steps`` consecutive steps timed as one block (one device synchronisation at its end, so the
