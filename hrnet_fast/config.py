@@ -9,14 +9,21 @@ A config is the ``MODEL`` section of an official experiment file (``experiments/
                "STAGE3": {...}, "STAGE4": {...}}}
 
 ``IMAGE_SIZE`` and ``HEATMAP_SIZE`` are (width, height), as in the official files.
+
+Training reads the whole experiment: :func:`load_experiment` returns its MODEL, LOSS, DATASET, TRAIN and TEST
+sections merged over the official defaults (``lib/config/default.py``, in :mod:`hrnet_fast._experiments`).
 """
 from __future__ import annotations
 
 import copy
+import numbers
 import os
+import warnings
 from typing import Any, Dict, Mapping, Union
 
-__all__ = ["CONFIGS", "resolve_config", "ConfigError"]
+from ._experiments import DEFAULTS, EXPERIMENT_SECTIONS, experiment_sections
+
+__all__ = ["CONFIGS", "resolve_config", "load_experiment", "ConfigError"]
 
 
 class ConfigError(ValueError):
@@ -130,7 +137,8 @@ def validate_config(model: Mapping) -> Dict[str, Any]:
     return cfg
 
 
-def load_yaml(path: str) -> Dict[str, Any]:
+def _load_document(path: str) -> Dict[str, Any]:
+    """The whole official experiment file at ``path`` (a mapping with a MODEL section), or :class:`ConfigError`."""
     import yaml
 
     try:
@@ -146,7 +154,12 @@ def load_yaml(path: str) -> Dict[str, Any]:
         raise ConfigError(f"config: {path} must hold a mapping with a MODEL section, got {type(doc).__name__}")
     if "MODEL" not in doc:
         raise ConfigError(f"config: missing field MODEL in {path}")
-    return doc["MODEL"]
+    return dict(doc)
+
+
+def load_yaml(path: str) -> Dict[str, Any]:
+    """The MODEL section of the official experiment file at ``path`` (:func:`load_experiment` reads them all)."""
+    return _load_document(path)["MODEL"]
 
 
 ConfigLike = Union[str, "os.PathLike[str]", Mapping[str, Any]]
@@ -167,3 +180,87 @@ def resolve_config(config: ConfigLike) -> Dict[str, Any]:
             raise ConfigError(f"config: no such file {s!r}")
         raise ConfigError(f"config: unknown config name {s!r}; known names: {', '.join(CONFIGS)} (or a YAML path)")
     raise TypeError(f"config must be a name, a YAML path or a dict, got {type(config).__name__}")
+
+
+# the official top-level keys (lib/config/default.py:18-33, 136-141) that only the official scripts read
+_PLUMBING = ("OUTPUT_DIR", "LOG_DIR", "DATA_DIR", "GPUS", "WORKERS", "PRINT_FREQ", "AUTO_RESUME", "PIN_MEMORY", "RANK",
+             "CUDNN", "DEBUG")
+
+
+def _coerce(default, value, where: str):
+    """``value`` for a key whose official default is ``default``: the same kind (yacs checks the type too), a
+    list for a list or tuple, any real number for a number."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(default, bool) and isinstance(value, bool)
+    elif isinstance(default, numbers.Real):
+        ok = isinstance(value, numbers.Real)
+        value = float(value) if ok and isinstance(default, float) else value
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+        value = list(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        kind = "a list" if isinstance(default, (list, tuple)) else f"a {type(default).__name__}"
+        raise ConfigError(f"config: {where} must be {kind} (official default {default!r}), got {value!r}")
+    return value
+
+
+def _merge(base: Mapping, over, where: str) -> Dict[str, Any]:
+    """``over`` merged into a copy of ``base`` as yacs' ``merge_from_file`` does: a key the defaults lack is an
+    error (except under MODEL.EXTRA, ``new_allowed`` officially)."""
+    if not isinstance(over, Mapping):
+        raise ConfigError(f"config: {where} must be a mapping, got {type(over).__name__}")
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        path = f"{where}.{key}"
+        if key not in base:
+            if where != "MODEL.EXTRA":
+                raise ConfigError(f"config: unknown key {path} (not in the official lib/config/default.py)")
+            out[key] = copy.deepcopy(value)
+        elif isinstance(base[key], Mapping):
+            out[key] = _merge(base[key], value, path)
+        else:
+            out[key] = _coerce(base[key], value, path)
+    return out
+
+
+def load_experiment(config: ConfigLike) -> Dict[str, Any]:
+    """The whole official experiment: ``{"MODEL", "LOSS", "DATASET", "TRAIN", "TEST"}`` merged over the
+    official defaults (``lib/config/default.py``), as the official ``update_config`` merges a YAML.
+
+    ``config``: a known name (its official ``experiments/*/hrnet/*.yaml``: e.g. ``w32_256x192`` is
+    ``w32_256x192_adam_lr1e-3.yaml``), a YAML path, or a dict (a whole experiment, or a MODEL section alone).
+    MODEL is checked as :func:`resolve_config` checks it. A key the official defaults do not have, or a value
+    of another type, raises :class:`ConfigError` naming it; the official scripts' other top-level keys
+    (OUTPUT_DIR, GPUS, CUDNN, ...) are ignored. A YAML or dict that leaves ``DATASET.COLOR_RGB`` unset gets
+    the official default False (the network is fed BGR crops) with a warning: the official COCO experiments
+    set it true. ``IMAGE_SIZE``/``HEATMAP_SIZE`` stay (width, height).
+    """
+    if isinstance(config, (str, os.PathLike)) and os.fspath(config) in CONFIGS:
+        name = os.fspath(config)
+        doc = experiment_sections(name)
+        extra = doc["MODEL"]["EXTRA"]  # the YAML's PRETRAINED_LAYERS over the network of CONFIGS[name]
+        doc["MODEL"]["EXTRA"] = {**copy.deepcopy(CONFIGS[name]["EXTRA"]), **extra}
+        where = name
+    elif isinstance(config, Mapping):
+        doc = dict(config) if "MODEL" in config and isinstance(config["MODEL"], Mapping) else {"MODEL": config}
+        where = "the config dict"
+    elif isinstance(config, (str, os.PathLike)):
+        where = os.fspath(config)
+        if not os.path.isfile(where):
+            resolve_config(where)  # raises the error of a bad name or path, as every command reports it
+        doc = _load_document(where)
+    else:
+        raise TypeError(f"config must be a name, a YAML path or a dict, got {type(config).__name__}")
+    for key in doc:
+        if key not in EXPERIMENT_SECTIONS and key not in _PLUMBING:
+            raise ConfigError(f"config: unknown section {key} in {where} (official sections: {', '.join(EXPERIMENT_SECTIONS)})")
+    dataset = doc.get("DATASET")
+    if not isinstance(dataset, Mapping) or "COLOR_RGB" not in dataset:
+        warnings.warn(f"config: {where} leaves DATASET.COLOR_RGB unset: the official default False feeds the network "
+                      f"BGR crops (the official COCO experiments set COLOR_RGB: true)", UserWarning, stacklevel=2)
+    out = {section: _merge(DEFAULTS[section], doc.get(section, {}), section) for section in EXPERIMENT_SECTIONS}
+    out["MODEL"] = validate_config(out["MODEL"])
+    return out
+
