@@ -172,7 +172,7 @@ class _Meter:
         self.steps += 1
 
     def read(self, dist: Dist):
-        """``(mean loss over ranks, images of all ranks, skipped, first non-finite step or -1)``."""
+        """``(mean loss over ranks, images of all ranks, skipped, first step (1-based) of a non-finite loss or -1)``."""
         stats = torch.stack([self.loss, torch.tensor(float(self.steps), dtype=torch.float64, device=self.device),
                              torch.tensor(float(self.images), dtype=torch.float64, device=self.device),
                              torch.tensor(float(self.skipped), dtype=torch.float64, device=self.device)])
@@ -236,6 +236,9 @@ def fit(config, train_ann, train_images, out_dir, val_ann=None, val_images=None,
         raise ValueError(f"fit: max_steps must be a positive integer or None, got {max_steps!r}")
     if (val_ann is None) != (val_images is None):
         raise ValueError("fit: give val_ann and val_images together (or neither)")
+    # the official init (N(0, 0.001) weights) makes denormal activations, gradients and Adam moments: the CPU's
+    # denormal arithmetic made a tiny-model step ~10x slower (0.2 s -> 2 s); flushed to zero, as GPUs do
+    flush = device.type == "cpu" and torch.set_flush_denormal(True)
     joined = False
     if dist.world > 1:
         import torch.distributed as tdist
@@ -248,6 +251,8 @@ def fit(config, train_ann, train_images, out_dir, val_ann=None, val_images=None,
     finally:
         if joined:
             dist.close()
+        if flush:
+            torch.set_flush_denormal(False)
 
 
 def _fit(exp, o, dist: Dist, device, dtype, max_steps, train_ann, train_images, val_ann, val_images, run: RunDir):
@@ -328,8 +333,9 @@ def _fit(exp, o, dist: Dist, device, dtype, max_steps, train_ann, train_images, 
     def flush(epoch: int, lr: float) -> None:
         loss, images, skipped, bad = meter.read(dist)
         if bad >= 0:
-            raise FloatingPointError(f"fit: the training loss is not finite (NaN or inf) at step {bad} (epoch {bad // per_epoch}"
-                                     f"): training stopped; {run.file('checkpoint.pth')} holds the last checkpoint before it")
+            raise FloatingPointError(f"fit: the training loss is not finite (NaN or inf) at step {bad} (epoch "
+                                     f"{(bad - 1) // per_epoch}): training stopped; {run.file('checkpoint.pth')} holds the last "
+                                     f"checkpoint before it, if any")
         dt = max(time.perf_counter() - meter.start, 1e-9)
         log({"kind": "train", "epoch": epoch, "step": step, "loss": loss, "lr": lr, "img_per_s": images / dt,
              "data_wait": meter.wait / dt, "skipped": skipped, "time": time.perf_counter() - started})
@@ -366,7 +372,7 @@ def _fit(exp, o, dist: Dist, device, dtype, max_steps, train_ann, train_images, 
                 else:
                     loss = train_step(net, optimizer, batch, recipe, seed=o["seed"], epoch=epoch, criterion=criterion,
                                       scaler=scaler)
-                meter.add(loss, step, len(batch["images"]) * dist.world, batch["skipped"], wait)
+                meter.add(loss, step + 1, len(batch["images"]) * dist.world, batch["skipped"], wait)
                 step += 1
                 if bar is not None:
                     bar.update(1)
