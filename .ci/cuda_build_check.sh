@@ -59,7 +59,7 @@ from hrnet_fast import _backends
 status = _backends.backends()
 assert status["cpp"]["available"], status["cpp"]["reason"]
 assert _backends.extension_has_cuda(), "the extension was built without its CUDA kernels"
-for op in ("fused_exchange", "fused_exchange_backward", "decode_heatmaps", "crop_boxes"):
+for op in ("fused_exchange", "fused_exchange_backward", "decode_heatmaps", "crop_boxes", "heatmap_targets"):
     assert hasattr(torch.ops.hrnet_fast, op), f"hrnet_fast::{op} is not registered"
 print("[cuda-build-check] import ok:", status["cpp"]["reason"], "| cuda:", status["cuda"]["reason"])
 PY

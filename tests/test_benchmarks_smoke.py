@@ -97,6 +97,21 @@ def test_bench_crop_boxes_quick(tmp_path):
             assert r["speedup_vs_cv2"] > 0 and r["max_diff_vs_cv2_levels"] <= 5, r
 
 
+def test_bench_heatmap_targets_quick(tmp_path):
+    out = tmp_path / "targets.json"
+    for method in ("msra", "udp"):
+        res = _run([os.path.join(BENCH, "bench_heatmap_targets.py"), "--device", "cpu", "--quick", "--method", method,
+                    "--out", str(out)])
+        assert "wrote" in res.stdout and "us/sample" in res.stdout
+        doc = json.loads(out.read_text())
+        assert doc["benchmark"] == "heatmap_targets" and doc["config"]["method"] == method
+        provs = {r["provider"] for r in doc["rows"]}
+        assert {"official", "torch"} <= provs and provs | set(doc["skipped"]) >= {"official", "torch", "cpp", "cuda", "triton"}
+        for r in doc["rows"]:
+            assert r["median_ms"] > 0 and r["p20_ms"] <= r["p80_ms"] and r["speedup_vs_official"] > 0, r
+            assert r["max_diff_vs_official"] <= (0.0 if method == "msra" else 1e-6), r  # msra is bit-exact
+
+
 def _has_export():
     import importlib.util
 
@@ -172,7 +187,7 @@ def test_sanitize_script_runs_its_calls_on_the_cpu():
     # compute-sanitizer needs a GPU; the script's own code runs on the CPU with the cpp backend, every group:
     # crop_boxes and the exchange with more lows than one CUDA launch takes included
     res = _run([os.path.join(BENCH, "sanitize_cuda.py"), "--device", "cpu"])
-    assert "sanitize_cuda: 20 cpp kernel calls completed (exchange 4, decode 5, dark_udp 8, crop 3)" in res.stdout
+    assert "sanitize_cuda: 22 cpp kernel calls completed (exchange 4, decode 5, dark_udp 8, crop 3, heatmap_targets 2)" in res.stdout
     res = _run([os.path.join(BENCH, "sanitize_cuda.py"), "--device", "cpu", "--only", "dark_udp"])
     assert "sanitize_cuda: 8 cpp kernel calls completed (dark_udp 8)" in res.stdout
 
@@ -332,3 +347,44 @@ def test_bench_engines_quick(tmp_path):
             assert 0 <= v["exact"] <= v["within_1px"] <= 1, (name, v)
             if "bf16" not in name:
                 assert v["within_1px"] >= 0.97, (name, v)  # fp32 paths agree with the official model (a near tie may flip)
+
+
+def test_bench_train_quick(tmp_path):
+    """benchmarks/bench_train.py --quick: every CPU variant timed (the official step with its loader, ours through
+    train_step, the model-only steps), the per-sample times, the JSON written atomically."""
+    pytest.importorskip("cv2", reason="the official training samples in bench_train.py use OpenCV")
+    out = tmp_path / "train.json"
+    res = _run([os.path.join(BENCH, "bench_train.py"), "--quick", "--out", str(out)], timeout=300)
+    assert "wrote" in res.stdout and "training step" in res.stdout and "x official" in res.stdout
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "train" and doc["complete"] is True and doc["setup"]["quick"] is True
+    assert not list(tmp_path.glob(".*")), "the atomic write left its temporary file"
+    for field in ("device", "device_name", "torch", "opencv", "commit", "threads", "load_average"):
+        assert field in doc["env"], field
+    rows = {r["variant"]: r for r in doc["rows"]}
+    labels = ("fp32", "fp32 channels_last", "bf16 channels_last")
+    assert set(rows) == ({"official step", "official model-only"} | {f"hrnet_fast step {x}" for x in labels}
+                         | {f"fused model-only {x}" for x in labels})
+    for name, r in rows.items():
+        assert r["s_per_step"] > 0 and r["p20_s"] <= r["p80_s"] and r["img_per_s"] > 0 and r["x_official"] > 0, r
+        assert r["batch"] == 2 and len(r["rounds_s"]) == 1
+        if r["kind"] == "step":
+            assert 0 <= r["data_wait_share"] <= 1, r
+        else:
+            assert r["data_wait_share"] is None, r
+    assert rows["official step"]["x_official"] == 1.0 and not rows["official step"]["fused"]
+    ps = doc["per_sample"]
+    assert ps["official_getitem_ms_per_sample"] > 0 and ps["ours_decode_ms_per_sample"] > 0
+    assert ps["ours_batch_inputs_ms_per_batch"] > 0 and ps["batch"] == 2
+
+
+def test_bench_train_gpu_mode_skips_without_a_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the GPU mode runs (benchmarks/bench_train.py --device cuda)")
+    out = tmp_path / "train_gpu.json"
+    res = _run([os.path.join(BENCH, "bench_train.py"), "--device", "cuda", "--quick", "--out", str(out)], timeout=60)
+    assert "no CUDA GPU here, GPU mode skipped" in res.stdout
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "train" and doc["complete"] is False and doc["skipped"] == "no CUDA GPU"

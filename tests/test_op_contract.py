@@ -349,7 +349,73 @@ for out, swap in (("*fp32", True), ("*fp16", False), ("*bf16", True)):
         assert stdout.count("compiled") == 3, stdout  # one per output dtype
 
 
-CONTRACTS: Dict[str, OpContract] = {c.op: c for c in (ExchangeContract(), DecodeContract(), CropContract())}
+# ----------------------------------------------------------------------------------------------------
+# heatmap_targets
+
+
+class TargetsContract(OpContract):
+    op = "heatmap_targets"
+    key = (0, 8, 8)  # msra, 8x8
+    opcheck_variants = {("cpu", "cpp"): ("samples",), ("cpu", "triton"): ("samples",),
+                        ("cuda", "cuda"): ("samples",), ("cuda", "triton"): ("samples",)}
+    # N*K*H*W > 2^31: the last heatmap sits past 32-bit offsets (8.6 GB of float32 targets: GPU only)
+    offsets_variants = {("cuda", "cuda"): ("last_map",), ("cuda", "triton"): ("last_map",)}
+
+    def opcheck_calls(self, backend, device, variant):
+        T = OPS[self.op].module
+        op = torch.ops.hrnet_fast.heatmap_targets if backend in ("cpp", "cuda") else torch.ops.hrnet_fast.heatmap_targets_triton
+        g = torch.Generator().manual_seed(12)
+        kp = (torch.rand(2, 5, 2, generator=g, dtype=torch.float64) * 240 - 20).to(device)
+        vis = (torch.rand(2, 5, generator=g) > 0.2).float().to(device)
+        jw = torch.rand(5, generator=g).to(device)
+        table = torch.from_numpy(T.gaussian_table(2.0)).to(device)
+        return [(op.default, args) for args in (
+            (kp, vis, jw, table, 16, 12, 16.0, 16.0, 2.0, 0),
+            (kp, vis, None, None, 16, 12, 15.0, 15.0, 1.5, 1),
+            (kp[:0], vis[:0], None, table, 16, 12, 16.0, 16.0, 2.0, 0),
+        )]
+
+    def check_offsets(self, backend, device, variant):
+        n, h, w = 2**31 // (64 * 48) + 1, 64, 48
+        assert n * h * w > 2**31
+        kp = torch.full((n, 1, 2), 100.0, dtype=torch.float64, device=device)
+        kp[-1, 0] = torch.tensor([37.0, 81.0])
+        vis = torch.ones(n, 1, device=device)
+        t, wt = hrnet_fast.ops.heatmap_targets(kp, vis, (256, 192), (h, w), backend=backend)
+        ref = hrnet_fast.ops.heatmap_targets(kp[-2:].cpu(), vis[-2:].cpu(), (256, 192), (h, w), backend="torch")
+        torch.testing.assert_close(t[-2:].cpu(), ref[0], rtol=0, atol=0)
+        torch.testing.assert_close(wt[-2:].cpu(), ref[1], rtol=0, atol=0)
+        del t
+        torch.cuda.empty_cache()
+
+    compile_script = r"""
+from _triton_compile import Case, compile_all
+import hrnet_fast
+kern = hrnet_fast._backends.triton_kernels("heatmap_targets")
+sig = dict(kp_ptr="*fp64", vis_ptr="*fp32", jw_ptr="*fp32", table_ptr="*fp32", out_ptr="*fp32", wout_ptr="*fp32",
+           K="i32", H="i32", W="i32", L="i32", stride_x="fp64", stride_y="fp64", tmp="fp64", center="fp64",
+           two_sigma2="fp64")
+aligned = tuple(n for n in sig if n.endswith("_ptr"))
+cases = []
+for msra in (True, False):
+    for jw in (True, False):
+        for w in (48, 72):  # COCO 64x48 (BW 64), 96x72 (BW 128)
+            bh, bw, warps = kern.launch_config(w)
+            consts = dict(MSRA=msra, HAS_JW=jw, BH=bh, BW=bw)
+            cases.append(Case(f"msra={msra:d} jw={jw:d} BH={bh} BW={bw}", "heatmap_targets", "_targets_kernel", sig,
+                              consts, aligned, warps))
+print("cases", len(cases), flush=True)
+compile_all(cases)
+"""
+
+    def check_compiled(self, stdout):
+        from _triton_compile import parse_compiled
+
+        assert len(parse_compiled(stdout)) == 8, stdout  # msra/udp x joint weights or not x two tile shapes
+
+
+CONTRACTS: Dict[str, OpContract] = {c.op: c for c in (ExchangeContract(), DecodeContract(), CropContract(),
+                                                      TargetsContract())}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -441,6 +441,9 @@ class PoseHighResolutionNet(nn.Module):
             raise RuntimeError(f"input is on {x.device} but the model's weights are on {weight.device}: move one of them "
                                f"(x.to({str(weight.device)!r}) or model.to({str(x.device)!r}))")
         casts = self._inference_config is not None and self._inference_config.dtype is not None
+        # under autocast an input in the region's dtype meets fp32 weights, as every layer's input there does
+        dev = x.device.type
+        casts = casts or (torch.is_autocast_enabled(dev) and x.dtype == torch.get_autocast_dtype(dev))
         if not casts and x.dtype != weight.dtype:
             raise TypeError(
                 f"input has dtype {x.dtype} but the model's weights are {weight.dtype}: cast the input "

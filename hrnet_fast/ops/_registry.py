@@ -24,6 +24,7 @@ from .. import _backends
 from .crop_boxes import crop_boxes
 from .decode_heatmaps import COCO_FLIP_PAIRS, decode_heatmaps
 from .fused_exchange import fused_exchange, fused_exchange_reference
+from .heatmap_targets import heatmap_targets
 
 __all__ = ["OPS", "OpSpec", "Sample"]
 
@@ -123,6 +124,20 @@ def _crop_samples(device, dtype) -> List[Sample]:
                    dict(rotation=rotation, color="rgb", dtype=dtype, channels_last=True, udp=True))]
 
 
+def _targets_samples(device, dtype) -> List[Sample]:
+    """(3, 17) keypoints of ``dtype`` around a 256x192 crop (some outside the map, one on ``br = 0``, negative
+    coordinates where truncation differs from floor), mixed visibility: msra with joint weights (sigma 2) and
+    udp (sigma 3)."""
+    gen = torch.Generator().manual_seed(3)
+    kp = torch.rand(3, 17, 2, generator=gen, dtype=torch.float64) * torch.tensor([232.0, 296.0]) - 20.0
+    kp[0, :4] = torch.tensor([[-3.0, 10.0], [-27.9, 40.0], [300.0, 50.0], [50.0, -30.0]], dtype=torch.float64)
+    kp = kp.to(device=device, dtype=dtype)
+    vis = (torch.rand(3, 17, generator=gen) > 0.2).float().to(device)
+    jw = (torch.rand(17, generator=gen) + 0.5).to(device)
+    return [Sample("msra, sigma 2, joint weights", (kp, vis, (256, 192), (64, 48)), dict(sigma=2.0, joint_weights=jw)),
+            Sample("udp, sigma 3", (kp, vis, (256, 192), (64, 48)), dict(sigma=3.0, method="udp"))]
+
+
 _EXCHANGE = OpSpec(
     name="fused_exchange",
     module=_module_of(fused_exchange),
@@ -156,5 +171,17 @@ _CROP = OpSpec(
     tolerance={torch.float32: 4e-6, torch.float16: 1.5e-3, torch.bfloat16: 1.2e-2},
 )
 
+_TARGETS = OpSpec(
+    name="heatmap_targets",
+    module=_module_of(heatmap_targets),
+    support=_module_of(heatmap_targets).SUPPORT,
+    public=heatmap_targets,
+    reference=functools.partial(heatmap_targets, backend="torch"),
+    samples=_targets_samples,
+    # every backend computes in float64 whatever the keypoints' dtype: msra pastes the same float32 table
+    # (exact); udp's float64 exp may differ in its last bits between libraries before the rounding to float32
+    tolerance={torch.float32: 1e-6, torch.float64: 1e-6},
+)
+
 #: Every op of the package, by name.
-OPS: Dict[str, OpSpec] = {spec.name: spec for spec in (_EXCHANGE, _DECODE, _CROP)}
+OPS: Dict[str, OpSpec] = {spec.name: spec for spec in (_EXCHANGE, _DECODE, _CROP, _TARGETS)}
