@@ -208,3 +208,17 @@ def test_plain_values_and_sync_bn_reverted():
     plain = _without_sync_bn(net)
     assert type(plain[1]) is torch.nn.BatchNorm2d and float(plain[1].running_mean[0]) == 0.25
     assert type(net[1]) is torch.nn.SyncBatchNorm  # the training model is untouched
+
+
+def test_udp_bf16_channels_last_run_with_validation(small, tmp_path):
+    """The other paths of a step: UDP crops/targets/decoding, bf16 autocast (crops made in bf16), channels_last; an
+    epoch of 3 steps, then validation."""
+    ann, images, _ = small
+    records = fit(tiny_experiment(), ann, images, tmp_path, val_ann=ann, val_images=images, max_steps=3, batch=2,
+                  udp=True, amp="bf16", channels_last=True, **{**FAST, "val_every": 1})
+    train = [r for r in records if r["kind"] == "train"]
+    assert len(train) == 3 and all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in train)
+    assert [r["kind"] for r in records][-1] == "val" and 0.0 <= records[-1]["AP"] <= 1.0
+    ckpt = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    assert ckpt["settings"]["udp"] is True and ckpt["settings"]["amp"] == "bf16"
+    assert os.path.exists(tmp_path / "model_best.pth")
