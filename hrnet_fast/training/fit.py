@@ -75,6 +75,8 @@ def _options(overrides: Dict[str, Any], exp: Dict[str, Any], world: int) -> Dict
     for name in ("epochs", "batch", "log_every", "val_batch"):
         if isinstance(o[name], bool) or o[name] < 1:
             raise ValueError(f"fit: {name} must be a positive integer, got {o[name]!r}")
+    if o["checkpoint_every"] is not None and (isinstance(o["checkpoint_every"], bool) or o["checkpoint_every"] < 1):
+        raise ValueError(f"fit: checkpoint_every must be a positive integer or None, got {o['checkpoint_every']!r}")
     if o["workers"] < 0 or o["val_every"] < 0:
         raise ValueError(f"fit: workers and val_every must be >= 0, got {o['workers']} and {o['val_every']}")
     if not (o["lr"] > 0 and math.isfinite(o["lr"])):
@@ -260,6 +262,10 @@ def _fit(exp, o, dist: Dist, device, dtype, max_steps, train_ann, train_images, 
 
     from .data import CocoKeypoints, collate
 
+    resume = run.resume_path(o["resume"])  # before any work: a bad path, or a run that would be overwritten
+    if resume is None and o["resume"] is None and os.path.exists(run.file("checkpoint.pth")):
+        raise FileExistsError(f"fit: {run.file('checkpoint.pth')} exists: resume='auto' continues that run; choose "
+                              f"another out_dir to start a new one")
     recipe = Recipe.from_experiment(exp, augment=o["augment"], amp=o["amp"], channels_last=o["channels_last"], udp=o["udp"])
     dataset = CocoKeypoints(train_ann, train_images, num_joints=int(exp["MODEL"]["NUM_JOINTS"]), image_size=recipe.image_size)
     sampler = DistributedSampler(dataset, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=o["seed"])
@@ -283,7 +289,6 @@ def _fit(exp, o, dist: Dist, device, dtype, max_steps, train_ann, train_images, 
     factor = float(exp["TRAIN"]["LR_FACTOR"])
     step, best_perf, perf = 0, 0.0, 0.0
     records: List[Dict[str, Any]] = []
-    resume = run.resume_path(o["resume"])
     if resume is not None:
         ckpt = read_checkpoint(resume)
         model.load_state_dict(unprefixed(ckpt["state_dict"]))
@@ -301,9 +306,6 @@ def _fit(exp, o, dist: Dist, device, dtype, max_steps, train_ann, train_images, 
         if rank0:
             records = run.truncate_log(step)
     elif rank0:
-        if o["resume"] is None and os.path.exists(run.file("checkpoint.pth")):
-            raise FileExistsError(f"fit: {run.file('checkpoint.pth')} exists: resume='auto' continues that run; choose "
-                                  f"another out_dir to start a new one")
         run.truncate_log(-1)  # a fresh run: the log starts empty
     net = model
     if dist.world > 1:
@@ -372,7 +374,7 @@ def _fit(exp, o, dist: Dist, device, dtype, max_steps, train_ann, train_images, 
                 else:
                     loss = train_step(net, optimizer, batch, recipe, seed=o["seed"], epoch=epoch, criterion=criterion,
                                       scaler=scaler)
-                meter.add(loss, step + 1, len(batch["images"]) * dist.world, batch["skipped"], wait)
+                meter.add(loss, step + 1, len(batch["images"]), batch["skipped"], wait)  # summed over ranks when read
                 step += 1
                 if bar is not None:
                     bar.update(1)
