@@ -223,3 +223,16 @@ def test_udp_bf16_channels_last_run_with_validation(small, tmp_path):
     ckpt = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
     assert ckpt["settings"]["udp"] is True and ckpt["settings"]["amp"] == "bf16"
     assert os.path.exists(tmp_path / "model_best.pth")
+
+
+def test_checkpoint_every_writes_mid_epoch_checkpoints(small, tmp_path, monkeypatch):
+    from hrnet_fast.training.run_dir import RunDir
+
+    saved = []
+    real = RunDir.save_checkpoint
+    monkeypatch.setattr(RunDir, "save_checkpoint", lambda self, **k: saved.append((k["epoch"], k["step"])) or real(self, **k))
+    ann, images, _ = small  # 6 persons, batch 1: 6 steps an epoch
+    records = fit(tiny_experiment(), ann, images, tmp_path, max_steps=5, batch=1, epochs=1, checkpoint_every=2,
+                  **{**FAST, "log_every": 5})
+    assert saved == [(0, 2), (0, 4), (0, 5)]  # every 2 steps, then where max_steps stops
+    assert [r["step"] for r in records] == [2, 4, 5]  # the losses are checked (records written) before each checkpoint

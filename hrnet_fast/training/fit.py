@@ -381,6 +381,8 @@ def _fit(exp, o, dist: Dist, device, dtype, max_steps, train_ann, train_images, 
                 if step % o["log_every"] == 0:
                     flush(epoch, lr)
                 if o["checkpoint_every"] and step % o["checkpoint_every"] == 0 and step % per_epoch:
+                    if meter.batches:
+                        flush(epoch, lr)  # (raises on a non-finite loss: no checkpoint of NaN weights)
                     checkpoint(step // per_epoch)
             if meter.batches:
                 flush(epoch, lr)
