@@ -236,3 +236,20 @@ def test_checkpoint_every_writes_mid_epoch_checkpoints(small, tmp_path, monkeypa
                   **{**FAST, "log_every": 5})
     assert saved == [(0, 2), (0, 4), (0, 5)]  # every 2 steps, then where max_steps stops
     assert [r["step"] for r in records] == [2, 4, 5]  # the losses are checked (records written) before each checkpoint
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+def test_fit_on_cuda(small, tmp_path, amp):
+    """The CUDA path: autocast with the fp16 scaler (its state checkpointed), channels_last, SyncBatchNorm (one
+    process: plain BatchNorm statistics), pinned workers' batches, validation on the GPU."""
+    ann, images, _ = small
+    records = fit(tiny_experiment(), ann, images, tmp_path, val_ann=ann, val_images=images, max_steps=3, batch=2,
+                  device="cuda", amp=amp, channels_last=True, sync_bn=True, **{**FAST, "workers": 2, "val_every": 1})
+    train = [r for r in records if r["kind"] == "train"]
+    assert len(train) == 3 and all(np.isfinite(r["loss"]) for r in train) and records[-1]["kind"] == "val"
+    ckpt = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    assert (ckpt["scaler"] is not None) == (amp == "fp16") and ckpt["step"] == 3
+    from hrnet_fast.models.pose_hrnet import pose_hrnet
+
+    pose_hrnet(tiny_experiment()).load_state_dict(torch.load(tmp_path / "final_state.pth", map_location="cpu"))
