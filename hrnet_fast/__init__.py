@@ -10,6 +10,7 @@
     result = estimator(image_bgr, boxes_xywh)                  # keypoints (M, 17, 3) in image pixels
 
 ``hrnet_fast.backends()`` tells which compute backends (torch, cpp, cuda, triton) run here and why not.
+``hrnet_fast.training`` (``fit``, the dataset, the augmentation, the losses) trains with the official recipe.
 
 The public names are imported on first use (PEP 562), so that ``import hrnet_fast`` and
 ``hrnet-fast --help`` / ``--version`` do not import torch: the first access to any of them (or to a
@@ -47,7 +48,7 @@ _LAZY = {
 }
 # submodules reachable as attributes after a bare `import hrnet_fast` (as when __init__ imported them eagerly)
 _SUBMODULES = ("_backends", "baselines", "checkpoint", "checks", "cli", "coco", "config", "draw", "estimator", "export",
-               "models", "ops", "video")
+               "models", "ops", "training", "video")
 
 __all__ = [
     "CONFIGS",

@@ -319,7 +319,7 @@ def test_command_table_is_lazy(monkeypatch):
     assert imported == []
     cli.build_parser("check")
     assert imported == ["hrnet_fast.cli.check"]
-    assert set(cli.commands_dict) == {"bench", "info", "check", "export", "predict", "eval"}
+    assert set(cli.commands_dict) == {"bench", "info", "check", "export", "predict", "eval", "train"}
     for name in cli.commands_dict:
         module = cli.create_command(name)
         assert callable(module.run) and callable(module.add_arguments) and module.DESCRIPTION, name

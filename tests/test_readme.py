@@ -34,7 +34,7 @@ def _run(code: str) -> dict:
 
 
 TESTED = {"Quick start": 1, "Pipeline: images and boxes to keypoints": 1, "Plugging in a person detector": 1,
-          "Export (ONNX, torch.export)": 2, "CPU engines (OpenVINO, onnxruntime)": 1}
+          "Export (ONNX, torch.export)": 2, "CPU engines (OpenVINO, onnxruntime)": 1, "Training": 1}
 
 
 def test_every_python_snippet_has_a_test():
@@ -122,3 +122,25 @@ def test_readme_engines_example_runs_as_written():
     assert scope["heatmaps"].shape == (2, 17, 64, 48) and scope["heatmaps"].dtype == torch.float32
     assert isinstance(scope["fast"], engines.EngineModule) and scope["fast"].engine == "openvino"
     assert scope["est"].model.engine == "openvino"
+
+
+def test_training_example_runs_as_written(tmp_path, monkeypatch):
+    """Without COCO in the working directory it does nothing; with the official layout there it calls fit() with
+    the files of that layout (fit itself is replaced: training W32 is not a test)."""
+    import hrnet_fast.training
+
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    monkeypatch.setattr(hrnet_fast.training, "fit", lambda *a, **k: calls.append((a, k)) or [])
+    _run(_block("Training"))
+    assert calls == [] and os.listdir(tmp_path) == []
+    os.makedirs("data/coco/annotations")
+    open("data/coco/annotations/person_keypoints_train2017.json", "w").close()
+    scope = _run(_block("Training"))
+    (args, kwargs), = calls
+    assert args == ("w32_256x192", "data/coco/annotations/person_keypoints_train2017.json", "data/coco/images/train2017",
+                    "runs/w32")
+    assert kwargs["val_ann"] == "data/coco/annotations/person_keypoints_val2017.json" and scope["records"] == []
+    from hrnet_fast.cli.train import coco_layout  # the layout the README names is the one --data reads
+
+    assert coco_layout("data/coco")[0] == args[1] and coco_layout("data/coco")[3] == kwargs["val_images"]

@@ -1,4 +1,4 @@
-"""The ``hrnet-fast`` command line: ``bench``, ``info``, ``check``, ``export``, ``predict``, ``eval``.
+"""The ``hrnet-fast`` command line: ``bench``, ``info``, ``check``, ``export``, ``predict``, ``eval``, ``train``.
 
     hrnet-fast bench [--config w32_256x192] [--batch 1,8] [--dtype fp32] [--device auto]
                      [--backend auto] [--weights PATH] [--json OUT] [--quick]
@@ -9,6 +9,8 @@
     hrnet-fast predict --config C [--weights W.pth] IMAGES_OR_DIR [--ann A] [--boxes D] --out keypoints.json
     hrnet-fast predict --config C [--weights W.pth] --video in.mp4 [--boxes per_frame.json] --draw-video out.mp4
     hrnet-fast eval --ann A (--results keypoints.json | --config C [--weights W.pth] --images DIR [--boxes D])
+    hrnet-fast train --config C (--data COCO_ROOT | --train-ann A --train-images DIR [--val-ann V --val-images DIR])
+                     --out RUN_DIR [--epochs] [--batch] [--lr] [--amp off|bf16|fp16] [--resume auto|PATH] ...
     hrnet-fast --version
 
 One module per command (``hrnet_fast/cli/bench.py``, ...), listed in :data:`commands_dict` (as pip's
@@ -54,6 +56,8 @@ commands_dict: Dict[str, CommandInfo] = {
                           "write an ONNX model (torch.onnx dynamo exporter); --check runs it in onnxruntime"),
     "predict": CommandInfo("hrnet_fast.cli.predict", "images (or a video) and person boxes to COCO keypoint results"),
     "eval": CommandInfo("hrnet_fast.cli.eval", "COCO keypoint AP of a results file (or predict, then evaluate)"),
+    "train": CommandInfo("hrnet_fast.cli.train",
+                         "train with the official recipe (one process, or one per GPU under torchrun) into a run directory"),
 }
 
 
@@ -72,7 +76,8 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser of ``hrnet-fast``: every command listed with its summary, the arguments of ``command``
     (None: no command module is imported)."""
     p = argparse.ArgumentParser(prog="hrnet-fast", description="A drop-in, faster HRNet: benchmarks, equivalence checks, environment "
-                                                               "info, ONNX export, pose estimation of images and videos, COCO evaluation.")
+                                                               "info, ONNX export, pose estimation of images and videos, COCO evaluation, "
+                                                               "training.")
     p.add_argument("--version", action="version", version=f"hrnet-fast {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, info in commands_dict.items():

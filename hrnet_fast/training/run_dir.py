@@ -39,14 +39,17 @@ class CheckpointError(ValueError):
 def plain_values(obj: Any, where: str = "checkpoint") -> Any:
     """``obj`` with every number a Python ``int``/``float``/``bool`` (a numpy or 0-dim value converted), tuples
     kept, tensors kept; ``TypeError`` naming the place of anything else (what ``weights_only`` loading refuses)."""
-    if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
+    if isinstance(obj, torch.Tensor) or obj is None or type(obj) in (bool, int, float, str):
+        return obj  # exact types: numpy.float64 is a float subclass, which weights_only loading refuses
     if isinstance(obj, Mapping):
         return {k: plain_values(v, f"{where}[{k!r}]") for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(plain_values(v, f"{where}[{i}]") for i, v in enumerate(obj))
     if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # a numpy scalar
         return obj.item()
+    for base in (bool, int, float, str):  # another subclass (an IntEnum, ...): its plain value
+        if isinstance(obj, base):
+            return base(obj)
     raise TypeError(f"{where}: {type(obj).__name__} is neither a tensor nor a plain Python value")
 
 

@@ -63,9 +63,7 @@ class Recipe:
         from .augment import AugmentConfig
 
         model, loss = exp["MODEL"], exp["LOSS"]
-        aug = AugmentConfig.from_experiment(exp)
-        if not augment:
-            aug = dataclasses.replace(aug, enabled=False)
+        aug = AugmentConfig.from_experiment(exp, enabled=bool(augment), udp=bool(udp))
         k = int(model["NUM_JOINTS"])
         weights = None
         if loss.get("USE_DIFFERENT_JOINTS_WEIGHT"):
@@ -117,7 +115,9 @@ def batch_inputs(batch: Mapping[str, Any], recipe: Recipe, seed: int, epoch: int
     device = torch.device(device)
     images = [im.to(device, non_blocking=True) for im in batch["images"]]
     index = batch["index"]
-    draws = {k: v.to(device, non_blocking=True) for k, v in sample_augmentation(seed, epoch, index).items()}
+    draws = None  # augmentation off: the crop of each box as it is
+    if recipe.augment.enabled:
+        draws = {k: v.to(device, non_blocking=True) for k, v in sample_augmentation(seed, epoch, index).items()}
     width = torch.tensor([im.shape[1] for im in batch["images"]], dtype=torch.float64).to(device, non_blocking=True)
     center, scale, rotation, flip, keypoints, visible = augment(
         draws, batch["center"].to(device, non_blocking=True), batch["scale"].to(device, non_blocking=True),
