@@ -490,3 +490,35 @@ def test_fused_conv_runs_bf16_through_onednn(epilogue):
             bound = 4 * (want.double() - ref64).abs().max().item() + 1e-2 * ref64.abs().max().item()
             assert (got.double() - ref64).abs().max().item() <= bound
     assert fused._impl[fused._key(x, res, True)] == "mkldnn"
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch build")
+def test_fused_conv_hot_path_binds_the_onednn_call_and_falls_back_when_it_fails(monkeypatch):
+    monkeypatch.setattr(_inference.FusedConv, "_MIN_ONEDNN_MACS", 0)
+    g = torch.Generator().manual_seed(31)
+    conv = nn.Conv2d(8, 8, 3, 1, 1).eval().to(memory_format=torch.channels_last)
+    fused = _inference.FusedConv(conv)
+    x = torch.randn(2, 8, 12, 10, generator=g).contiguous(memory_format=torch.channels_last)
+    res = torch.randn(2, 8, 12, 10, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want = torch.relu(conv(x) + res)
+        first = fused(x, res, True)  # chooses (oneDNN), binds nothing yet
+        second = fused(x, res, True)  # the full path: runs oneDNN and binds the exact call
+        assert len(fused._bound) == 1
+        third = fused(x, res, True)  # the bound call
+        for got in (first, second, third):
+            assert_close_rel(got, want, 1e-5, "FusedConv hot path")
+        assert torch.equal(second, third)
+        # a bound call that fails: dropped, and the full path answers (oneDNN again here, then bound again)
+        calls = []
+
+        def broken(x, residual):
+            calls.append(1)
+            raise RuntimeError("engine gone")
+
+        fused._bound = {k: broken for k in fused._bound}
+        assert_close_rel(fused(x, res, True), want, 1e-5, "after a failed bound call")
+        assert calls == [1] and list(fused._bound.values()) != [broken]
+        # another exact input (other strides) is not served by the bound call of the first
+        xc = x.contiguous()
+        assert_close_rel(fused(xc, res, True), want, 1e-5, "contiguous input")
