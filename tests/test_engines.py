@@ -207,9 +207,9 @@ def test_missing_package_names_the_package_and_the_extra(monkeypatch, tiny):
 
 
 def test_engine_argument_errors(tiny):
-    with pytest.raises(ValueError, match="engine must be 'torch', 'openvino', 'onnxruntime' or 'auto', got 'tensorrt'"):
+    with pytest.raises(ValueError, match="engine must be 'torch', 'openvino', 'onnxruntime', 'auto' or 'inductor', got 'tensorrt'"):
         hrnet_fast.optimize(tiny, engine="tensorrt")
-    with pytest.raises(ValueError, match="engine must be 'torch', 'openvino', 'onnxruntime' or 'auto'"):
+    with pytest.raises(ValueError, match="engine must be 'torch', 'openvino', 'onnxruntime', 'auto' or 'inductor'"):
         hrnet_fast.PoseEstimator(tiny, device="cpu", engine="ov")
     with pytest.raises(TypeError, match="got Linear"):
         hrnet_fast.optimize(torch.nn.Linear(2, 2), engine="onnxruntime")

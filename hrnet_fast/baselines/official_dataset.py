@@ -34,6 +34,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from . import official_numpy
 from .official_pipeline import xywh2cs
 
 COCO_FLIP_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]]  # coco.py:91-92
@@ -102,32 +103,10 @@ def fliplr_joints(joints, joints_vis, width, matched_parts):
 
 
 def get_affine_transform(center, scale, rot, output_size, shift=np.array([0, 0], dtype=np.float32), inv=0):
-    """transforms.py:57-89, with ``cv2.getAffineTransform``."""
-    from .official_numpy import get_3rd_point, get_dir
-
-    cv2 = _cv2()
-    if not isinstance(scale, np.ndarray) and not isinstance(scale, list):
-        scale = np.array([scale, scale])
-    scale_tmp = scale * 200.0
-    src_w = scale_tmp[0]
-    dst_w = output_size[0]
-    dst_h = output_size[1]
-    rot_rad = np.pi * rot / 180
-    src_dir = get_dir([0, src_w * -0.5], rot_rad)
-    dst_dir = np.array([0, dst_w * -0.5], np.float32)
-    src = np.zeros((3, 2), dtype=np.float32)
-    dst = np.zeros((3, 2), dtype=np.float32)
-    src[0, :] = center + scale_tmp * shift
-    src[1, :] = center + src_dir + scale_tmp * shift
-    dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
-    dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5]) + dst_dir
-    src[2:, :] = get_3rd_point(src[0, :], src[1, :])
-    dst[2:, :] = get_3rd_point(dst[0, :], dst[1, :])
-    if inv:
-        trans = cv2.getAffineTransform(np.float32(dst), np.float32(src))
-    else:
-        trans = cv2.getAffineTransform(np.float32(src), np.float32(dst))
-    return trans
+    """transforms.py:57-89 (:func:`hrnet_fast.baselines.official_numpy.get_affine_transform`, the one port of it),
+    solved with OpenCV's own ``cv2.getAffineTransform`` as the official code does."""
+    return official_numpy.get_affine_transform(center, scale, rot, output_size, shift, inv,
+                                               solve=_cv2().getAffineTransform)
 
 
 def affine_transform(pt, t):
