@@ -35,9 +35,12 @@ and the ONNX export stack, onnx and onnxscript); the export also needs torch >= 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import importlib
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -65,6 +68,38 @@ _OV_CAPABILITY = {torch.bfloat16: "BF16", torch.float16: "FP16"}
 #: at most twice as much as torch in that dtype.
 AUTO_FP32_TOL = 1e-4
 _E = "optimize"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The calling thread's alternate signal stack
+
+
+class _SignalStack(ctypes.Structure):  # stack_t of <signal.h> (Linux)
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def _keep_signal_stack():
+    """Restore the calling thread's alternate signal stack after the block.
+
+    OpenVINO's CPU plugin (2026.4) installs its own alternate signal stack on the thread that compiles a model
+    and puts back the one it found when that model is destroyed. With two models destroyed in another order
+    than they were made, the thread is left with a freed stack, and the next signal with a handler that runs on
+    it -- every Python signal handler (CPython sets SA_ONSTACK), e.g. the SIGCHLD handler of torch's DataLoader
+    when a child process exits -- kills the process with SIGSEGV (found by the test suite: a subprocess after
+    the engine tests and a multi-worker DataLoader). Keeping the thread's own stack makes every later
+    put-back a no-op on memory that is still alive."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved = _SignalStack()
+    have = libc.sigaltstack(None, ctypes.byref(saved)) == 0
+    try:
+        yield
+    finally:
+        if have:
+            libc.sigaltstack(ctypes.byref(saved), None)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -200,7 +235,8 @@ class EngineModule(nn.Module):
             core = ov.Core()
             config = {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": _OV_PRECISION[self.dtype],
                       "PERFORMANCE_HINT": "LATENCY", **self.options}
-            self._compiled = core.compile_model(core.read_model(self._onnx), "CPU", config)
+            with _keep_signal_stack():  # OpenVINO replaces this thread's signal stack (see _keep_signal_stack)
+                self._compiled = core.compile_model(core.read_model(self._onnx), "CPU", config)
             self._session = None
             in_shape = self._compiled.input(0).get_partial_shape()
             out_shape = self._compiled.output(0).get_partial_shape()
@@ -261,7 +297,8 @@ class EngineModule(nn.Module):
             return self._session.run(None, {"images": a})[0]
         req = getattr(self._local, "request", None)
         if req is None:
-            req = self._local.request = self._compiled.create_infer_request()
+            with _keep_signal_stack():
+                req = self._local.request = self._compiled.create_infer_request()
         req.infer({0: a}, share_inputs=True)
         return req.get_output_tensor(0).data.copy()  # the request's buffer is reused by the next call
 

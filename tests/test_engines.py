@@ -16,6 +16,7 @@ import importlib
 import io
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -303,3 +304,32 @@ def test_bench_engine_rows(tmp_path, capsys):
     for r in ov + ort:
         assert r["ms"] > 0 and r["max_rel_err"] < 1e-4 and r["export_s"] >= 0 and r["compile_s"] > 0 and r["version"], r
     assert "OpenVINO" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack through ctypes: Linux")
+def test_openvino_leaves_the_threads_signal_stack_alone(graph, tiny):
+    # OpenVINO's CPU plugin swaps the compiling thread's alternate signal stack; engines made and destroyed
+    # out of order left a freed one there, and the next Python signal handler (a DataLoader's SIGCHLD after
+    # a subprocess) crashed the process with SIGSEGV. The thread keeps its own stack now.
+    import ctypes
+    import gc
+
+    _require("openvino")
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def current():
+        s = engines._SignalStack()
+        assert libc.sigaltstack(None, ctypes.byref(s)) == 0
+        return (s.ss_sp, s.ss_flags, s.ss_size)
+
+    before = current()
+    a = engines.EngineModule(graph, "openvino", cfg=tiny.cfg)
+    b = engines.EngineModule(graph, "openvino", cfg=tiny.cfg)
+    a(_images(1)), b(_images(1))
+    assert current() == before
+    del a
+    gc.collect()
+    assert current() == before
+    del b
+    gc.collect()
+    assert current() == before
