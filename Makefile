@@ -52,7 +52,7 @@ lint: build
 
 test: lint
 	bash .ci/nvcc_check.sh
-	@echo "[make] running the test suite: about 12 minutes on 2 quiet cores, longer on a busy machine; GPU tests skip without a GPU"
+	@echo "[make] running the test suite: about 10 minutes on 2 quiet cores, longer on a busy machine; GPU tests skip without a GPU"
 	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 cuda-build-check:
